@@ -1,0 +1,200 @@
+"""SupervisedActor: the base class of every actor a supervisor starts.
+
+It gives a Thespian actor OTP's process semantics:
+
+* **start**: the supervisor sends :class:`~supervisors.messages.Init`; the
+  actor calls ``init(*args, **kwargs)`` and acknowledges (OTP ``init/1``).
+  If ``init`` raises, the start failed.
+* **let it crash**: an exception escaping ``handle_message`` crashes the
+  actor: a crash report is logged, ``terminate(reason)`` runs, the reason is
+  reported to the supervisor and the process exits; the supervisor starts a
+  *fresh* actor.  (Thespian's own behaviour — retry the message, then send a
+  PoisonMessage and keep the actor alive with its state — never happens.)
+* **exit reasons**: ``stop(reason)`` exits with ``normal``, ``shutdown``,
+  ``("shutdown", term)`` or anything else; the reason reaches the supervisor
+  before the process exits.
+* **reports**: ``actor.started``, ``actor.stopped`` (reason) and
+  ``actor.crashed`` (exception type, message, traceback, message type).
+
+Subclasses override ``init``, ``handle_message``, ``terminate`` and, to watch
+file descriptors (ThespianWatch, TCP base only), ``watched_fds``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from thespian.actors import (Actor, ActorExitRequest, ThespianWatch, WakeupMessage)
+
+from . import _platform
+from . import log as _log
+from . import reasons
+from .messages import Exiting, Init, InitAck, InitFailed, ShutdownRequest
+
+# If the supervisor does not end us within this many seconds after our exit
+# report (it died, or is stuck), we exit by ourselves.
+SELF_EXIT_AFTER = 5.0
+_SELF_EXIT = "__supervisors_self_exit__"
+
+NEW, RUNNING, EXITING = "new", "running", "exiting"
+
+
+class SupervisedActor(Actor):
+    """Base class for supervised actors (workers and supervisors)."""
+
+    # -- hooks for subclasses -------------------------------------------------
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        """Called once, in the new process, with the child spec's arguments."""
+
+    def handle_message(self, message: Any, sender: Any) -> None:
+        """Called for every message that is not part of the supervision
+        protocol (including Thespian's WakeupMessage and WatchMessage)."""
+
+    def terminate(self, reason: Any) -> None:
+        """Called once before the actor exits (normal stop, shutdown or
+        crash), not when it is killed.  Release what the actor owns here."""
+
+    def watched_fds(self) -> list[int]:
+        """File descriptors to watch for readability (ThespianWatch)."""
+        return []
+
+    # -- API for subclasses ---------------------------------------------------
+
+    def stop(self, reason: Any = reasons.NORMAL) -> None:
+        """Exit with ``reason`` once the current message has been handled."""
+        if self._sup_phase == RUNNING:
+            self._exit_with(reason)
+
+    @property
+    def log(self) -> Any:
+        return self._sup_log
+
+    @property
+    def supervisor(self) -> Any:
+        """The supervisor's Thespian address."""
+        return self._sup_parent
+
+    @property
+    def child_id(self) -> Any:
+        return self._sup_child_id
+
+    @property
+    def exiting(self) -> bool:
+        return self._sup_phase == EXITING
+
+    # -- machinery ------------------------------------------------------------
+
+    _sup_phase = NEW
+    _sup_parent = None
+    _sup_child_id = None
+    _sup_log: Any = None
+    _sup_current_message = None
+
+    def receiveMessage(self, message: Any, sender: Any) -> Any:
+        phase = self._sup_phase
+        if isinstance(message, ActorExitRequest):
+            if phase == RUNNING:
+                # Not asked by our supervisor after a report: Thespian's
+                # system shutdown, a signal, or a stranger.  Treat as shutdown.
+                self._exit_with(reasons.SHUTDOWN)
+            return None
+        if phase == NEW:
+            if isinstance(message, Init):
+                self._on_init(message, sender)
+                return self._watch()
+            return None  # nothing is handled before Init
+        if phase == EXITING:
+            if isinstance(message, WakeupMessage) and message.payload == _SELF_EXIT:
+                self.send(self.myAddress, ActorExitRequest(recursive=False))
+            return None  # a dead actor walking handles nothing
+        if isinstance(message, ShutdownRequest) and sender == self._sup_parent:
+            self._on_shutdown_request()
+            return self._watch()
+        self._sup_current_message = message
+        try:
+            self.handle_message(message, sender)
+        except Exception as exc:  # let it crash: report and exit
+            self._crash(exc, message)
+        finally:
+            self._sup_current_message = None
+        return self._watch()
+
+    def _watch(self) -> Any:
+        if self._sup_phase != RUNNING:
+            return None
+        fds = self.watched_fds()
+        return ThespianWatch(list(fds)) if fds else None
+
+    def _on_init(self, msg: Init, sender: Any) -> None:
+        _log.configure(msg.log)
+        _platform.install_parent_death_signal()
+        self._sup_parent = sender
+        self._sup_child_id = msg.child_id
+        self._sup_log = _log.get_logger(actor=type(self).__name__, child_id=_jsonable(msg.child_id),
+                                        supervisor=msg.supervisor_name)
+        self._sup_phase = RUNNING
+        try:
+            self.init(*msg.args, **msg.kwargs)
+        except Exception as exc:
+            reason = reasons.Error.from_exception(exc)
+            self._log_crash(reason, "Init")
+            self._fail_init(reason)
+            return
+        if self._sup_phase == RUNNING:
+            self._after_init()
+
+    def _after_init(self) -> None:
+        """Acknowledge the start.  Supervisors override this to start their
+        children first (OTP: init/1 returns only when all are started)."""
+        self._ack_init()
+
+    def _ack_init(self) -> None:
+        self._sup_log.info("actor.started")
+        self.send(self._sup_parent, InitAck(os.getpid(), _platform.process_start_time(os.getpid())))
+
+    def _fail_init(self, reason: Any) -> None:
+        self._sup_phase = EXITING
+        self.send(self._sup_parent, InitFailed(os.getpid(), reason))
+        self.wakeupAfter(SELF_EXIT_AFTER, payload=_SELF_EXIT)
+
+    def _on_shutdown_request(self) -> None:
+        """Workers stop at once; supervisors override this to stop their
+        children first."""
+        self._exit_with(reasons.SHUTDOWN)
+
+    def _crash(self, exc: BaseException, message: Any) -> None:
+        reason = reasons.Error.from_exception(exc)
+        self._log_crash(reason, type(message).__name__)
+        self._exit_with(reason, crashed=True)
+
+    def _log_crash(self, reason: reasons.Error, message_type: str) -> None:
+        self._sup_log.error("actor.crashed", error_type=reason.type, message=reason.message,
+                            traceback=reason.traceback, message_type=message_type)
+
+    def _exit_with(self, reason: Any, crashed: bool = False) -> None:
+        """The one place an actor ends: terminate hook, report, then wait for
+        the supervisor to end the process."""
+        if self._sup_phase == EXITING:
+            return
+        self._sup_phase = EXITING
+        try:
+            self.terminate(reason)
+        except Exception as exc:
+            # OTP: an exception in terminate/2 replaces the exit reason.
+            reason = reasons.Error.from_exception(exc)
+            self._log_crash(reason, "terminate")
+            crashed = True
+        if not crashed:
+            self._sup_log.info("actor.stopped", reason=reasons.to_json(reason))
+        self._report_exit(reason)
+        self.wakeupAfter(SELF_EXIT_AFTER, payload=_SELF_EXIT)
+
+    def _report_exit(self, reason: Any) -> None:
+        if self._sup_parent is not None:
+            self.send(self._sup_parent, Exiting(reason))
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) or value is None else repr(value)

@@ -1,0 +1,117 @@
+"""The protocol between supervisors, their children and their clients.
+
+All messages are small picklable dataclasses (Thespian pickles every message
+on the TCP base).
+
+Start:     supervisor --Init--> child;  child --InitAck | InitFailed--> supervisor
+Stop:      supervisor --ShutdownRequest--> child --Exiting(reason)--> supervisor
+           supervisor --ActorExitRequest--> child (the process exits)
+Crash/exit on its own: child --Exiting(reason)--> supervisor --ActorExitRequest--> child
+
+A child never exits before its supervisor has its reason: it reports, then
+waits to be told to exit (it drops every other message meanwhile).  So the
+reason always arrives before Thespian's ChildActorExited, and a death without
+a report means the child was killed.
+
+Operations (OTP's supervisor API) are requests answered with OTP-shaped
+results: ``("ok", value)`` or ``("error", reason)``; ``"ok"`` alone where OTP
+answers ``ok``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Hashable
+
+from .log import LogConfig
+
+
+@dataclass
+class Init:
+    child_id: Hashable
+    args: tuple
+    kwargs: dict
+    log: LogConfig
+    supervisor_name: str
+    supervisor_pid: int
+
+
+@dataclass
+class InitAck:
+    pid: int
+    start_time: int | None
+
+
+@dataclass
+class InitFailed:
+    pid: int
+    reason: Any
+
+
+@dataclass
+class ShutdownRequest:
+    """Stop now: run terminate("shutdown") and report."""
+
+
+@dataclass
+class Exiting:
+    reason: Any
+
+
+@dataclass
+class _Request:
+    ref: int = 0
+
+
+@dataclass
+class WhichChildren(_Request):
+    """-> [(id, ChildRef | "restarting" | "undefined", type, [module])]"""
+
+
+@dataclass
+class CountChildren(_Request):
+    """-> {"specs", "active", "supervisors", "workers"}"""
+
+
+@dataclass
+class StartChild(_Request):
+    """A ChildSpec (static supervisors; Elixir DynamicSupervisor style too), or
+    a tuple of extra arguments appended to a simple_one_for_one template."""
+    spec_or_args: Any = None
+
+
+@dataclass
+class TerminateChild(_Request):
+    """By child id; by pid (an int) or ChildRef on a simple_one_for_one."""
+    child: Any = None
+
+
+@dataclass
+class RestartChild(_Request):
+    child_id: Any = None
+
+
+@dataclass
+class DeleteChild(_Request):
+    child_id: Any = None
+
+
+@dataclass
+class GetChildspec(_Request):
+    child: Any = None
+
+
+@dataclass
+class Reply:
+    ref: int
+    result: Any
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A running child: its OS pid and its Thespian address (to message it)."""
+    pid: int
+    address: Any = field(compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"<{self.pid}>"

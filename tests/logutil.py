@@ -1,0 +1,52 @@
+"""Reading the JSON-lines lifecycle log in tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
+               message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class Log:
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def records(self, strict: bool = False) -> list[dict]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for n, line in enumerate(lines, 1):
+            if not line.endswith("\n"):
+                if strict:
+                    raise AssertionError(f"{self.path}:{n}: unterminated (torn) line: {line!r}")
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise AssertionError(f"{self.path}:{n}: not JSON: {line!r}") from None
+        return out
+
+    def events(self, event: str | None = None, **match: Any) -> list[dict]:
+        return [r for r in self.records()
+                if (event is None or r.get("event") == event)
+                and all(r.get(k) == v for k, v in match.items())]
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 10.0, **match: Any) -> list[dict]:
+        return wait_until(lambda: (lambda ev: ev if len(ev) >= count else None)(self.events(event, **match)),
+                          timeout, message=f"{count} x {event} {match}")
