@@ -153,6 +153,19 @@ def descendants(root_pid: int) -> list[int]:
     return out
 
 
+def ignore_stop_signals() -> None:
+    """SIGTERM and SIGINT are for the main process only.
+
+    Every actor process (and Thespian's admin and logger) ignores them, so a
+    signal sent to the whole process group — systemd's default KillMode,
+    ``pkill -f``, a terminal's Ctrl-C — reaches the main process, which
+    stops the tree in order, instead of killing actors in random order (the
+    admin's default action would even take every actor down with it).  To
+    kill one actor, use SIGKILL; its supervisor notices."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def install_admin_without_daemon() -> None:
     """Keep Thespian's admin a child of the process that starts the system.
 
@@ -188,6 +201,7 @@ def install_admin_without_daemon() -> None:
             return 0  # "we are the child": carry on as the admin
 
         os.setsid, os.fork = setsid, fork
+        ignore_stop_signals()
         return original(*args, **kwargs)
 
     start_admin._supervisors_no_daemon = True

@@ -91,6 +91,7 @@ class SupervisedActor(Actor):
     _sup_child_id = None
     _sup_log: Any = None
     _sup_current_message = None
+    _sup_log_context: dict = {}
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
         phase = self._sup_phase
@@ -130,10 +131,12 @@ class SupervisedActor(Actor):
     def _on_init(self, msg: Init, sender: Any) -> None:
         _log.configure(msg.log)
         _platform.install_parent_death_signal()
+        _platform.ignore_stop_signals()
         self._sup_parent = sender
         self._sup_child_id = msg.child_id
+        self._sup_log_context = dict(msg.log_context)
         self._sup_log = _log.get_logger(actor=type(self).__name__, child_id=_jsonable(msg.child_id),
-                                        supervisor=msg.supervisor_name)
+                                        supervisor=msg.supervisor_name, **self._sup_log_context)
         self._sup_phase = RUNNING
         try:
             self.init(*msg.args, **msg.kwargs)

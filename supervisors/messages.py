@@ -34,6 +34,7 @@ class Init:
     log: LogConfig
     supervisor_name: str
     supervisor_pid: int
+    log_context: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -60,6 +60,10 @@ class ChildSpec:
     ``start_timeout`` (seconds) is not in OTP (where start_link waits
     forever): a child whose ``init`` does not return in time is killed and the
     start counts as failed with reason ``"timeout"``.
+
+    ``log_context`` (not in OTP) is bound into every log record the child
+    writes and every report its supervisor writes about it (e.g. a
+    ``connection_id``).
     """
 
     id: Hashable
@@ -69,6 +73,7 @@ class ChildSpec:
     type: str = WORKER
     significant: bool = False
     start_timeout: float = 10.0
+    log_context: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.shutdown is None:

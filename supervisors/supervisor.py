@@ -147,7 +147,8 @@ class Supervisor(SupervisedActor):
         self._shutting_down = False
         self._next_poll_at = float("inf")
         self._polls_in_flight = 0
-        self._rlog = _log.get_logger(actor=type(self).__name__, supervisor=self.name)
+        self._rlog = _log.get_logger(actor=type(self).__name__, supervisor=self.name,
+                                     **self._sup_log_context)
 
     def _after_init(self) -> None:
         self._enqueue(self._op_start_all)
@@ -323,13 +324,15 @@ class Supervisor(SupervisedActor):
         child.begin(address, self._incarnations)
         self._by_key[child.key] = child
         self._by_incarnation[child.incarnation] = child
-        self.send(address, Init(spec.id, spec.args, spec.kwargs, _log.current(), self.name, os.getpid()))
+        self.send(address, Init(spec.id, spec.args, spec.kwargs, _log.current(), self.name, os.getpid(),
+                                spec.log_context))
         self._arm_poll(LIVENESS_POLL_INTERVAL)
         in_time = yield _Wait(lambda: child.acked or child.death_complete(), spec.start_timeout)
         if child.acked and not child.reported and not child.dead:
             child.state = RUNNING_
             self._rlog.info("supervisor.child.started", child_id=_j(spec.id), child_pid=child.pid,
-                            started={**spec.offender(child.pid), "actor": spec.actor_class.__name__})
+                            started={**spec.offender(child.pid), "actor": spec.actor_class.__name__},
+                            **spec.log_context)
             return ("ok", child.ref())
         if not in_time:
             reason = "timeout"
@@ -430,7 +433,8 @@ class Supervisor(SupervisedActor):
         if reason == expected or (reason == NORMAL and child.spec.restart != PERMANENT):
             return
         self._rlog.error("supervisor.shutdown_error", child_id=_j(child.spec.id), child_pid=pid,
-                         reason=to_json(reason), offender=child.spec.offender(pid))
+                         reason=to_json(reason), offender=child.spec.offender(pid),
+                         **child.spec.log_context)
 
     def _terminate_all(self):
         if self.dynamic:
@@ -481,7 +485,7 @@ class Supervisor(SupervisedActor):
         restart = spec.restart == PERMANENT or (spec.restart == TRANSIENT and not is_normal(reason))
         if restart or not is_normal(reason):
             self._rlog.error("supervisor.child.terminated", child_id=_j(spec.id), child_pid=pid,
-                             reason=to_json(reason), offender=spec.offender(pid))
+                             reason=to_json(reason), offender=spec.offender(pid), **spec.log_context)
         if restart:
             yield from self._restart(child, pid)
             return
@@ -534,7 +538,7 @@ class Supervisor(SupervisedActor):
             if result[0] == "ok":
                 self._rlog.info("supervisor.child.restarted", child_id=_j(c.spec.id),
                                 old_pid=old_pids.get(id(c)), child_pid=result[1].pid,
-                                strategy=strategy)
+                                strategy=strategy, **c.spec.log_context)
                 continue
             self._rlog.error("supervisor.start_error", child_id=_j(c.spec.id),
                              reason=to_json(result[1]), offender=c.spec.offender(None))
@@ -595,7 +599,7 @@ class Supervisor(SupervisedActor):
         result = yield from self._start(child)
         if result[0] == "error":
             self._rlog.error("supervisor.start_error", child_id=_j(spec.id), reason=to_json(result[1]),
-                             offender=spec.offender(None))
+                             offender=spec.offender(None), **spec.log_context)
             if self.dynamic or spec.restart == TEMPORARY:
                 self._remove(child)
         return result

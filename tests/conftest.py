@@ -37,3 +37,41 @@ def runtime(log_path):
         left = _platform.live_group_members(pgid)
         assert not left, f"processes left behind: {left}"
         Log(log_path).records(strict=True)
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Start in-process servers (their actor systems are private); stopped,
+    and checked for leftover processes, at teardown."""
+    from wsup.config import ServerConfig
+    from wsup.server import Server
+
+    servers = []
+
+    def make(**overrides):
+        overrides.setdefault("port", 0)
+        overrides.setdefault("log", LogConfig(path=str(tmp_path / f"server{len(servers)}.jsonl"),
+                                              level="debug"))
+        server = Server(ServerConfig(**overrides))
+        servers.append(server)
+        server.start()
+        server.log = Log(server.config.log.path)
+        server.url = f"ws://127.0.0.1:{server.address[1]}"
+        server.port = server.address[1]
+        return server
+
+    yield make
+    for server in servers:
+        if server.runtime is None:
+            continue
+        pgid = server.runtime.pgid
+        if not server.runtime._closed:
+            server.stop()
+        left = _platform.live_group_members(pgid)
+        assert not left, f"processes left behind: {left}"
+        server.log.records(strict=True)
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server()

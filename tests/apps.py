@@ -1,0 +1,34 @@
+"""Applications used by the server tests (loaded with --app tests.apps:Name or config.app)."""
+
+from wsup.app import App
+
+
+class CrashApp(App):
+    """Echoes, but crashes on the message "crash"."""
+
+    def handle_in(self, conn, data):
+        if data == "crash":
+            raise RuntimeError("the app crashed on purpose")
+        conn.send(data)
+
+
+class ControlApp(App):
+    """Echoes; "close:CODE" closes with that code; pushes what other actors send."""
+
+    def init(self, conn):
+        conn.send(f"hello {conn.connection_id} {conn.path} {conn.subprotocol}")
+
+    def handle_in(self, conn, data):
+        if isinstance(data, str) and data.startswith("close:"):
+            conn.close(int(data[6:]), "asked to")
+        else:
+            conn.send(data)
+
+    def handle_info(self, conn, message):
+        conn.send(f"pushed: {message}")
+
+
+class PickySubprotocolApp(App):
+    @staticmethod
+    def select_subprotocol(offered):
+        return "v2.wsup" if "v2.wsup" in offered else None

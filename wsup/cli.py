@@ -1,0 +1,105 @@
+"""The ``wsup`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from supervisors import LogConfig
+
+
+def _size(text: str) -> int:
+    """1048576, 1024k, 1m, 1MiB ..."""
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+    if t[-1:] in "kmg":
+        t = t[:-1]
+    value = int(float(t) * mult)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _seconds_or_off(text: str) -> float | None:
+    if text.lower() in ("0", "off", "none", "no"):
+        return None
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0 (or 'off')")
+    return value
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run the WebSocket server",
+        description="Run the supervised WebSocket server. Prints 'listening on ws://HOST:PORT' when "
+                    "ready; SIGTERM or SIGINT stops it gracefully (1001 to every client, closing "
+                    "handshakes up to --shutdown-timeout) and it exits 0.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    p.add_argument("--app", default="wsup.app:EchoApp",
+                   help="application class, package.module:Class (default: the echo app)")
+    p.add_argument("--log-file", default=None, help="append JSON-lines lifecycle log here (default: stderr)")
+    p.add_argument("--log-format", choices=("json", "console"), default="json", help="log format (default json)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="concurrent connections; more get HTTP 503 (default 1000)")
+    p.add_argument("--max-message-size", type=_size, default=1 << 20,
+                   help="largest message accepted, after reassembly; larger -> close 1009 (default 1MiB)")
+    p.add_argument("--max-frame-size", type=_size, default=None,
+                   help="largest single frame; larger -> close 1009 (default: only the message limit)")
+    p.add_argument("--idle-timeout", type=_seconds_or_off, default=None,
+                   help="close (1001) a connection silent this many seconds (default off)")
+    p.add_argument("--ping-interval", type=_seconds_or_off, default=20.0,
+                   help="send a keepalive ping this often, seconds (default 20; 'off')")
+    p.add_argument("--ping-timeout", type=_seconds_or_off, default=20.0,
+                   help="drop a connection whose pong is this late, seconds (default 20)")
+    p.add_argument("--close-timeout", type=float, default=5.0,
+                   help="wait this long for the client's close frame (default 5)")
+    p.add_argument("--handshake-timeout", type=float, default=10.0,
+                   help="a client must complete its upgrade request within this (default 10)")
+    p.add_argument("--shutdown-timeout", type=float, default=10.0,
+                   help="on SIGTERM, wait this long for clients' closing handshakes (default 10)")
+    p.add_argument("--send-timeout", type=float, default=30.0,
+                   help="drop a client that reads nothing for this long while we write (default 30)")
+    p.add_argument("--origin", action="append", default=[], metavar="ORIGIN",
+                   help="allowed Origin (repeatable; default: any); others get HTTP 403")
+    p.add_argument("--subprotocol", action="append", default=[], metavar="NAME",
+                   help="subprotocol the server speaks (repeatable, by preference)")
+    p.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from wsup.config import ServerConfig
+    from wsup.server import Server, print_ready
+
+    config = ServerConfig(
+        host=args.host, port=args.port, app=args.app, max_connections=args.max_connections,
+        max_message_size=args.max_message_size, max_frame_size=args.max_frame_size,
+        idle_timeout=args.idle_timeout, ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout or 20.0, close_timeout=args.close_timeout,
+        handshake_timeout=args.handshake_timeout, shutdown_timeout=args.shutdown_timeout,
+        send_timeout=args.send_timeout, origins=tuple(args.origin),
+        subprotocols=tuple(args.subprotocol), backlog=args.backlog,
+        log=LogConfig(path=args.log_file, format=args.log_format, level=args.log_level))
+    try:
+        config.check()
+        from wsup.app import load_app
+        load_app(config.app)
+    except (ValueError, ImportError, AttributeError) as exc:
+        print(f"wsup serve: {exc}", file=sys.stderr)
+        return 2
+    return Server(config).serve_forever(on_ready=print_ready)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wsup", description="A supervised WebSocket server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

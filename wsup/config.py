@@ -1,0 +1,43 @@
+"""Server configuration: one frozen, picklable value handed to every actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from supervisors import LogConfig
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    app: str = "wsup.app:EchoApp"
+    max_connections: int = 1000
+    max_message_size: int = MiB
+    max_frame_size: int | None = None          # None: bounded by max_message_size
+    idle_timeout: float | None = None          # seconds without a frame from the client
+    ping_interval: float | None = 20.0         # keepalive pings (None: off)
+    ping_timeout: float | None = 20.0          # no pong/data this long after a ping: abort
+    close_timeout: float = 5.0                 # wait for the client's close frame
+    handshake_timeout: float = 10.0
+    shutdown_timeout: float = 10.0             # graceful close on shutdown, per connection
+    send_timeout: float = 30.0                 # a client that reads nothing this long is dropped
+    origins: tuple[str, ...] = ()              # allowed Origin values (empty: any)
+    subprotocols: tuple[str, ...] = ()         # subprotocols the server speaks, by preference
+    backlog: int = 1024
+    log: LogConfig = field(default_factory=LogConfig)
+    handoff_name: str = ""                     # abstract AF_UNIX name for socket handoff (set at start)
+
+    def check(self) -> None:
+        if not (0 <= self.port <= 65535):
+            raise ValueError("port must be 0..65535")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        if self.max_message_size < 1:
+            raise ValueError("max_message_size must be >= 1")
+        for name in ("idle_timeout", "ping_interval", "ping_timeout"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"{name} must be > 0")

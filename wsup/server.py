@@ -1,0 +1,115 @@
+"""The server's supervision tree and its main-process runner.
+
+    Application
+    └── wsup (rest_for_one)
+        ├── connections (simple_one_for_one, max_children = --max-connections)
+        │   └── connection-<id> (ConnectionSupervisor, temporary; one_for_one,
+        │       │                auto_shutdown = any_significant)
+        │       └── connection (ConnectionActor, temporary, significant)
+        └── listener (ListenerActor, permanent)
+
+rest_for_one: if the connections supervisor dies, the listener (which holds
+its address) is restarted after it; the listener dying does not touch open
+connections.  Shutdown goes in reverse: the listener first (no new
+connections), then every connection in parallel (1001, closing handshake).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+from dataclasses import replace
+from typing import Any, Callable
+
+from actors.connection_supervisor import ConnectionSupervisor
+from actors.listener import ListenerActor, ListenerInfo
+from supervisors import (PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY,
+                         ChildRef, ChildSpec, Runtime, StartError, SupFlags, supervisor_spec)
+from supervisors import _platform
+from supervisors.reasons import to_json
+from wsup.config import ServerConfig
+
+
+def server_spec(config: ServerConfig) -> ChildSpec:
+    connections = supervisor_spec(
+        "connections",
+        SupFlags(strategy=SIMPLE_ONE_FOR_ONE, intensity=10, period=5.0,
+                 max_children=config.max_connections, name="connections"),
+        [ChildSpec("connection", (ConnectionSupervisor, ()), restart=TEMPORARY, type=SUPERVISOR)])
+    listener = ChildSpec("listener", (ListenerActor, (config,)), restart=PERMANENT, shutdown=5000)
+    return supervisor_spec("wsup", SupFlags(strategy=REST_FOR_ONE, intensity=3, period=5.0, name="wsup"),
+                           [connections, listener])
+
+
+def prepare(config: ServerConfig) -> ServerConfig:
+    """Resolve what must be fixed before the tree starts: a concrete port
+    (a restarted listener must come back on the same one) and the name of
+    the socket-handoff channel."""
+    config.check()
+    port = config.port or _platform.free_port(config.host)
+    return replace(config, port=port,
+                   handoff_name=config.handoff_name or f"wsup-{os.getpid()}-{secrets.token_hex(8)}")
+
+
+class Server:
+    """Runs the tree in this process's private actor system."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = prepare(config)
+        self.runtime: Runtime | None = None
+        self.address: tuple[str, int] | None = None
+
+    def start(self) -> tuple[str, int]:
+        self.runtime = rt = Runtime(log=self.config.log)
+        try:
+            rt.start(server_spec(self.config))
+        except StartError as exc:
+            rt.log.error("server.start_failed", reason=to_json(exc.reason))
+            rt.shutdown()
+            raise
+        listener = self.child("listener")
+        self.address = tuple(rt.call(listener, ListenerInfo(), 10))
+        return self.address
+
+    def child(self, child_id: str) -> ChildRef:
+        for cid, ref, _t, _m in self.runtime.which_children():
+            if cid == child_id and isinstance(ref, ChildRef):
+                return ref
+        raise LookupError(child_id)
+
+    def stop(self) -> int:
+        rt = self.runtime
+        rt.log.info("server.stopping")
+        rt.shutdown(stop_timeout=self.config.shutdown_timeout + 30)
+        rt.log.info("server.stopped", status=rt.exit_status)
+        return rt.exit_status
+
+    def serve_forever(self, on_ready: Callable[[tuple[str, int]], Any] | None = None) -> int:
+        """Start, run until SIGTERM/SIGINT or until the tree gives up, stop.
+        Returns the process exit status."""
+        signals: list[int] = []
+        previous = {s: signal.signal(s, lambda n, f: signals.append(n))
+                    for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            try:
+                address = self.start()
+            except StartError:
+                return 1
+            if on_ready is not None:
+                on_ready(address)
+            self.runtime.wait(interrupted=lambda: bool(signals))
+            if signals:
+                self.runtime.log.info("server.signal", signal=signal.Signals(signals[0]).name)
+            return self.stop()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def print_ready(address: tuple[str, int]) -> None:
+    host, port = address
+    shown = f"[{host}]" if ":" in host else host
+    print(f"listening on ws://{shown}:{port}", flush=True)
+    sys.stdout.flush()
