@@ -253,3 +253,17 @@ def live_group_members(pgid: int) -> list[int]:
         if fields and fields[0] not in (b"Z", b"X", b"x"):
             out.append(pid)
     return out
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit (inherited by every
+    process forked afterwards): a supervisor holds ~3 descriptors per child."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft, hard

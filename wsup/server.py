@@ -62,6 +62,7 @@ class Server:
         self.address: tuple[str, int] | None = None
 
     def start(self) -> tuple[str, int]:
+        _platform.raise_open_files_limit()
         self.runtime = rt = Runtime(log=self.config.log)
         try:
             rt.start(server_spec(self.config))
