@@ -19,12 +19,16 @@ from typing import Any
 
 from thespian.actors import WakeupMessage, WatchMessage
 
-from supervisors import NORMAL, SHUTDOWN, Error, SupervisedActor
+from actors.compression import CompressionActor
+from supervisors import NORMAL, SHUTDOWN, TRANSIENT, ChildSpec, Error, SupervisedActor
+from supervisors.messages import Reply, StartChild
 from wsup.app import load_app
 from wsup.config import ServerConfig
+from wsup.deflate import DeflateParams, negotiate
 from wsup.handoff import collect_socket
 from wsup.handshake import ServerHandshake
-from wsup.protocol import (ABNORMAL_CLOSURE, CLOSED, CLOSING, GOING_AWAY, INTERNAL_ERROR, OPEN,
+from wsup.zchannel import CompressionClient, channel_name
+from wsup.protocol import (ABNORMAL_CLOSURE, ProtocolFailure, CLOSED, CLOSING, GOING_AWAY, INTERNAL_ERROR, OPEN,
                            BinaryMessage, Pong, ServerProtocol, TextMessage)
 
 READ_SIZE = 65536
@@ -72,7 +76,10 @@ class ConnectionActor(SupervisedActor):
         self.app_cls = load_app(config.app)
         self.handshake: ServerHandshake | None = ServerHandshake(
             origins=config.origins, subprotocols=config.subprotocols,
-            select_subprotocol=getattr(self.app_cls, "select_subprotocol", None))
+            select_subprotocol=getattr(self.app_cls, "select_subprotocol", None),
+            negotiate_extensions=self._negotiate if config.compression.enabled else None)
+        self.deflate: DeflateParams | None = None
+        self.compression: CompressionClient | None = None
         self.proto: ServerProtocol | None = None
         self.app: Any = None
         self.conn = Conn(self)
@@ -81,12 +88,15 @@ class ConnectionActor(SupervisedActor):
         self.last_rx = time.monotonic()
         self.ping_sent: float | None = None
         self._close_timer = False
+        self._pending_open: Any = None
         self._closed_logged = False
         self._app_terminated = False
         self.wakeupAfter(config.handshake_timeout, payload="handshake")
 
     def watched_fds(self) -> list[int]:
-        return [self.sock.fileno()] if self.sock is not None else []
+        if self.sock is None or self._pending_open is not None:
+            return []  # while the CompressionActor starts, frames wait in the socket
+        return [self.sock.fileno()]
 
     # -- events ---------------------------------------------------------------
 
@@ -96,6 +106,8 @@ class ConnectionActor(SupervisedActor):
                 self._on_readable()
         elif isinstance(message, WakeupMessage):
             self._on_timer(message.payload)
+        elif isinstance(message, Reply) and sender == self.supervisor:
+            self._compression_started(message.result)
         elif self.proto is not None and self.proto.state == OPEN:
             self.app.handle_info(self.conn, message)
             self._after_app()
@@ -111,7 +123,7 @@ class ConnectionActor(SupervisedActor):
                 data = b""  # reset by peer: same as EOF for us
             budget -= len(data)
             self._feed(data)
-            if not data:
+            if not data or self._pending_open is not None:
                 return
 
     def _feed(self, data: bytes) -> None:
@@ -127,9 +139,7 @@ class ConnectionActor(SupervisedActor):
                 self._finish()
                 return
             self._open(result)
-            data = result.trailing
-            if not data:
-                return
+            return
         self.last_rx = time.monotonic()
         self.proto.receive_data(data)
         self._process()
@@ -155,10 +165,48 @@ class ConnectionActor(SupervisedActor):
             self._close_timer = True
             self.wakeupAfter(self.config.close_timeout, payload="close")
 
+    def _negotiate(self, offered: str) -> str | None:
+        self.deflate = negotiate(offered, self.config.compression)
+        return self.deflate.response if self.deflate else None
+
+    def _start_compression(self) -> CompressionClient:
+        """Ask our supervisor for a CompressionActor beside us; the client
+        connects to it (waiting for it to come up) on first use."""
+        cfg = self.config
+        name = channel_name(cfg.handoff_name, self.connection_id)
+        spec = ChildSpec("compression", (CompressionActor, (self.connection_id, name, self.deflate,
+                                                            cfg.compression, cfg.max_message_size)),
+                         restart=TRANSIENT, shutdown=2000, log_context={"connection_id": self.connection_id})
+        self.send(self.supervisor, StartChild(ref=1, spec_or_args=spec))
+        self.log.info("compression.negotiated", **self.deflate.agreed, response=self.deflate.response,
+                      deflate_window_bits=self.deflate.deflate_window_bits,
+                      inflate_window_bits=self.deflate.inflate_window_bits)
+        return CompressionClient(name, self.deflate, cfg.compression.threshold,
+                                 on_event=lambda event, **kw: self.log.info(event, **kw))
+
+    def _compression_started(self, result: Any) -> None:
+        pending, self._pending_open = self._pending_open, None
+        if pending is None:
+            return
+        if isinstance(result, tuple) and result[0] == "ok":
+            try:
+                self.compression.connect()
+            except ProtocolFailure as exc:
+                result = exc.reason
+            else:
+                self._activate(pending)
+                return
+        self.log.error("compression.start_failed", result=repr(result))
+        if self.proto is not None and self.proto.state == OPEN:
+            self.proto.fail(1011, "compression unavailable")
+            self._after_app()
+
     def _open(self, result: Any) -> None:
         cfg = self.config
+        if self.deflate is not None:
+            self.compression = self._start_compression()
         self.proto = ServerProtocol(max_message_size=cfg.max_message_size,
-                                    max_frame_size=cfg.max_frame_size)
+                                    max_frame_size=cfg.max_frame_size, compression=self.compression)
         conn = self.conn
         conn.path, conn.query, conn.headers = result.path, result.query, result.headers
         conn.subprotocol = result.subprotocol
@@ -168,9 +216,23 @@ class ConnectionActor(SupervisedActor):
             self.wakeupAfter(cfg.idle_timeout, payload="idle")
         if cfg.ping_interval:
             self.wakeupAfter(cfg.ping_interval, payload="ping")
+        if self.compression is not None:
+            # Thespian sends our StartChild only when this handler returns:
+            # wait for the CompressionActor before reading frames.
+            self._pending_open = result
+            return
+        self._activate(result)
+
+    def _activate(self, result: Any) -> None:
         self.app = self.app_cls()
-        self.app.init(conn)
+        self.app.init(self.conn)
         self._after_app()
+        if result.trailing and self.proto.state == OPEN:
+            self.last_rx = time.monotonic()
+            self.proto.receive_data(result.trailing)
+            self._process()
+        elif self.sock is not None and self.proto.state == OPEN:
+            self._on_readable()  # frames may have arrived while we waited
 
     def _reject(self, response: bytes, status: int, reason: str, path: str) -> None:
         self._write(response)
@@ -320,6 +382,11 @@ class ConnectionActor(SupervisedActor):
                 proto.abort(ABNORMAL_CLOSURE, "connection ended")
             self._flush()
         self._close_socket()
+        if self.compression is not None:
+            # The closing handshake is over: the contexts can go now.  (The
+            # CompressionActor's terminate will ask again: a no-op there.)
+            self.compression.release("close")
+            self.compression.close()
         self._log_closed()
         self._terminate_app(self.app_reason)
         self.stop(self.stop_reason)
@@ -337,6 +404,8 @@ class ConnectionActor(SupervisedActor):
                 self.proto.abort(self.proto.close_code, "connection ended")
             self._close_socket()
             self._log_closed()
+        if self.compression is not None:
+            self.compression.close()
         try:
             self._terminate_app(reason if isinstance(reason, Error) else self.app_reason)
         finally:

@@ -30,7 +30,7 @@ from thespian.actors import (Actor, ActorExitRequest, ThespianWatch, WakeupMessa
 from . import _platform
 from . import log as _log
 from . import reasons
-from .messages import Exiting, Init, InitAck, InitFailed, ShutdownRequest
+from .messages import ChildNotice, Exiting, Init, InitAck, InitFailed, ShutdownRequest
 
 # If the supervisor does not end us within this many seconds after our exit
 # report (it died, or is stuck), we exit by ourselves.
@@ -60,12 +60,22 @@ class SupervisedActor(Actor):
         """File descriptors to watch for readability (ThespianWatch)."""
         return []
 
+    def exit_details(self) -> Any:
+        """Sent to the supervisor with the exit reason, after ``terminate``
+        (e.g. which resources were released); see Supervisor.handle_child_exit."""
+        return None
+
     # -- API for subclasses ---------------------------------------------------
 
     def stop(self, reason: Any = reasons.NORMAL) -> None:
         """Exit with ``reason`` once the current message has been handled."""
         if self._sup_phase == RUNNING:
             self._exit_with(reason)
+
+    def notify_supervisor(self, payload: Any) -> None:
+        """Tell the supervisor something (Supervisor.handle_child_notice)."""
+        if self._sup_parent is not None:
+            self.send(self._sup_parent, ChildNotice(payload))
 
     @property
     def log(self) -> Any:
@@ -196,7 +206,7 @@ class SupervisedActor(Actor):
 
     def _report_exit(self, reason: Any) -> None:
         if self._sup_parent is not None:
-            self.send(self._sup_parent, Exiting(reason))
+            self.send(self._sup_parent, Exiting(reason, self.exit_details()))
 
 
 def _jsonable(value: Any) -> Any:

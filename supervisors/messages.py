@@ -57,6 +57,14 @@ class ShutdownRequest:
 @dataclass
 class Exiting:
     reason: Any
+    details: Any = None      # SupervisedActor.exit_details(), for the supervisor's hook
+
+
+@dataclass
+class ChildNotice:
+    """A child tells its supervisor something (SupervisedActor.notify_supervisor);
+    handled by Supervisor.handle_child_notice."""
+    payload: Any
 
 
 @dataclass

@@ -35,7 +35,7 @@ from . import _platform
 from . import log as _log
 from .actor import RUNNING, SupervisedActor
 from .intensity import RestartIntensity
-from .messages import (ChildRef, CountChildren, DeleteChild, Exiting, GetChildspec, Init,
+from .messages import (ChildNotice, ChildRef, CountChildren, DeleteChild, Exiting, GetChildspec, Init,
                        InitAck, InitFailed, Reply, RestartChild, ShutdownRequest, StartChild,
                        TerminateChild, WhichChildren, _Request)
 from .reasons import KILLED, NORMAL, SHUTDOWN, Error, is_normal, to_json
@@ -57,7 +57,7 @@ _TIMER = "__supervisor_timer__"
 class Child:
     """One child spec and, while it runs, its process."""
 
-    __slots__ = ("spec", "address", "key", "pid", "start_time", "state", "reason",
+    __slots__ = ("spec", "address", "key", "pid", "start_time", "state", "reason", "details",
                  "reported", "dead", "acked", "kill_sent", "grace_over", "incarnation")
 
     def __init__(self, spec: ChildSpec) -> None:
@@ -72,6 +72,7 @@ class Child:
         self.pid = None
         self.start_time = None
         self.reason = None
+        self.details = None
         self.reported = False
         self.dead = False
         self.acked = False
@@ -161,6 +162,10 @@ class Supervisor(SupervisedActor):
             child = self._lookup(sender)
             if child is not None:
                 self._on_child_message(child, message)
+        elif isinstance(message, ChildNotice):
+            child = self._lookup(sender)
+            if child is not None and not child.dead:
+                self.handle_child_notice(child.spec, child.pid, message.payload)
         elif isinstance(message, ChildActorExited):
             child = self._lookup(message.childAddress)
             if child is not None:
@@ -209,6 +214,7 @@ class Supervisor(SupervisedActor):
         if not child.reported:
             child.reported = True
             child.reason = message.reason
+            child.details = getattr(message, "details", None)
         self.send(child.address, ActorExitRequest(recursive=False))
         self._arm_poll(FAST_POLL_INTERVAL)
         if child.dead:
@@ -373,6 +379,7 @@ class Supervisor(SupervisedActor):
     def _forget(self, child: Child) -> None:
         """The child's process is gone and its death handled."""
         if child.key is not None:
+            self.handle_child_exit(child.spec, child.pid, child.reason, child.details, child.reported)
             self._by_key.pop(child.key, None)
             self._by_incarnation.pop(child.incarnation, None)
         child._clear()
@@ -441,8 +448,23 @@ class Supervisor(SupervisedActor):
             yield from self._terminate_many(list(self.children))
             self.children.clear()
         else:
-            for child in reversed(self.children):
+            for child in self.shutdown_order(list(self.children)):
                 yield from self._terminate(child)
+
+    # -- hooks for subclasses -------------------------------------------------
+
+    def shutdown_order(self, children: list[Child]) -> list[Child]:
+        """The order in which this supervisor's own shutdown stops its
+        children: reverse start order, as OTP."""
+        return list(reversed(children))
+
+    def handle_child_notice(self, spec: ChildSpec, pid: int | None, payload: Any) -> None:
+        """A running child sent ``notify_supervisor(payload)``."""
+
+    def handle_child_exit(self, spec: ChildSpec, pid: int | None, reason: Any, details: Any,
+                          reported: bool) -> None:
+        """Called exactly once per child process that ended, once it is gone:
+        ``reported`` is False if it died without telling why (killed)."""
 
     def _shutdown_self(self, reason: Any):
         """Stop every child (reverse start order) and exit with ``reason``."""

@@ -67,11 +67,25 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subprotocol", action="append", default=[], metavar="NAME",
                    help="subprotocol the server speaks (repeatable, by preference)")
     p.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
+    z = p.add_argument_group("permessage-deflate (RFC 7692)")
+    z.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
+                   help="negotiate permessage-deflate with clients that offer it (default on)")
+    z.add_argument("--compression-level", type=int, default=6, help="zlib level 0-9 (default 6)")
+    z.add_argument("--compression-mem-level", type=int, default=5,
+                   help="zlib memLevel 1-9: deflate state memory (default 5)")
+    z.add_argument("--compression-window-bits", type=int, default=12,
+                   help="preferred LZ77 window, 8-15, both directions: memory per connection (default 12)")
+    z.add_argument("--compression-threshold", type=int, default=64,
+                   help="messages shorter than this many bytes are sent uncompressed (default 64)")
+    z.add_argument("--max-inflate-ratio", type=float, default=25.0,
+                   help="close 1009 when a message inflates more than this many times its compressed "
+                        "size (checked past 1 MiB of output; default 25; 0 = off)")
     p.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from wsup.config import ServerConfig
+    from wsup.deflate import DeflateSettings
     from wsup.server import Server, print_ready
 
     config = ServerConfig(
@@ -82,6 +96,11 @@ def _serve(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout, shutdown_timeout=args.shutdown_timeout,
         send_timeout=args.send_timeout, origins=tuple(args.origin),
         subprotocols=tuple(args.subprotocol), backlog=args.backlog,
+        compression=DeflateSettings(enabled=args.compression, level=args.compression_level,
+                                    mem_level=args.compression_mem_level,
+                                    window_bits=args.compression_window_bits,
+                                    threshold=args.compression_threshold,
+                                    max_inflate_ratio=args.max_inflate_ratio),
         log=LogConfig(path=args.log_file, format=args.log_format, level=args.log_level))
     try:
         config.check()

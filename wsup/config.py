@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from supervisors import LogConfig
+from wsup.deflate import DeflateSettings
 
 MiB = 1 << 20
 
@@ -27,6 +28,7 @@ class ServerConfig:
     origins: tuple[str, ...] = ()              # allowed Origin values (empty: any)
     subprotocols: tuple[str, ...] = ()         # subprotocols the server speaks, by preference
     backlog: int = 1024
+    compression: DeflateSettings = field(default_factory=DeflateSettings)
     log: LogConfig = field(default_factory=LogConfig)
     handoff_name: str = ""                     # abstract AF_UNIX name for socket handoff (set at start)
 
@@ -37,6 +39,7 @@ class ServerConfig:
             raise ValueError("max_connections must be >= 1")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be >= 1")
+        self.compression.check()
         for name in ("idle_timeout", "ping_interval", "ping_timeout"):
             v = getattr(self, name)
             if v is not None and v <= 0:

@@ -205,7 +205,7 @@ class ServerProtocol:
             raise ProtocolFailure(MESSAGE_TOO_BIG, f"frame over the limit of {self.max_frame_size} bytes")
         final = fr.frame_finished and fr.message_finished
         data = fr.payload
-        if self._msg_compressed:
+        if self._msg_compressed and self.state == OPEN:
             data = self.compression.decompress(data, final)
         self._add_to_message(data, final)
         if final:
