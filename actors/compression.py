@@ -36,7 +36,7 @@ from typing import Any
 
 from thespian.actors import WatchMessage
 
-from supervisors import SHUTDOWN, Error, SupervisedActor
+from supervisors import SHUTDOWN, Error, SupervisedActor, faults
 from wsup.deflate import (CompressionError, ContextReleased, Deflater, DeflateParams,
                           DeflateSettings, Inflater)
 from wsup.zchannel import (ERR, FLAG_FINAL, OK, OP_DEFLATE, OP_INFLATE, OP_OPEN, OP_RELEASE, REQ,
@@ -124,6 +124,13 @@ class CompressionActor(SupervisedActor):
                     self.chan = None
                     chan.close()
         except Exception as exc:  # a crash of the channel thread is a crash of the actor
+            # Stop serving at once, so the ConnectionActor turns to our successor.
+            for sock in (self.chan, self.listen):
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
             self._post(_Crash(exc))
 
     @staticmethod
@@ -158,8 +165,12 @@ class CompressionActor(SupervisedActor):
         with self.lock:
             try:
                 if op == OP_INFLATE:
+                    if faults.ACTIVE:
+                        faults.point("compression.inflate")
                     return encode_reply(OK, 0, self._inflater().inflate(payload, bool(flags & FLAG_FINAL)))
                 if op == OP_DEFLATE:
+                    if faults.ACTIVE:
+                        faults.point("compression.deflate")
                     return encode_reply(OK, 0, self._deflater().compress(payload))
                 if op == OP_OPEN:
                     self._open(payload)
@@ -202,6 +213,8 @@ class CompressionActor(SupervisedActor):
 
     def _release_all(self, cause: str) -> None:
         """The one place contexts are released (caller holds the lock)."""
+        if faults.ACTIVE:
+            faults.point("compression.release", cause=cause)
         newly = []
         for ctx in (self.deflater, self.inflater):
             if ctx is None:

@@ -20,7 +20,7 @@ from typing import Any
 from thespian.actors import WakeupMessage, WatchMessage
 
 from actors.compression import CompressionActor
-from supervisors import NORMAL, SHUTDOWN, TRANSIENT, ChildSpec, Error, SupervisedActor
+from supervisors import NORMAL, SHUTDOWN, TRANSIENT, ChildSpec, Error, SupervisedActor, faults
 from supervisors.messages import Reply, StartChild
 from wsup.app import load_app
 from wsup.config import ServerConfig
@@ -33,6 +33,7 @@ from wsup.protocol import (ABNORMAL_CLOSURE, ProtocolFailure, CLOSED, CLOSING, G
 
 READ_SIZE = 65536
 READ_BUDGET = 256 * 1024     # bytes read per wakeup before Thespian messages get a turn
+_APP = "__app__"
 
 
 class Conn:
@@ -62,6 +63,11 @@ class Conn:
 
     def ping(self, payload: bytes = b"") -> None:
         self._actor._app_ping(payload)
+
+    def send_after(self, seconds: float, message: Any) -> None:
+        """Deliver ``message`` to the application's handle_info after ``seconds``
+        (Erlang's send_after to self): timers, periodic pushes."""
+        self._actor.wakeupAfter(seconds, payload=(_APP, message))
 
 
 class ConnectionActor(SupervisedActor):
@@ -105,10 +111,20 @@ class ConnectionActor(SupervisedActor):
             if self.sock is not None:
                 self._on_readable()
         elif isinstance(message, WakeupMessage):
-            self._on_timer(message.payload)
+            payload = message.payload
+            if isinstance(payload, tuple) and payload[:1] == (_APP,):
+                self._app_info(payload[1])
+            else:
+                self._on_timer(payload)
         elif isinstance(message, Reply) and sender == self.supervisor:
             self._compression_started(message.result)
-        elif self.proto is not None and self.proto.state == OPEN:
+        else:
+            self._app_info(message)
+
+    def _app_info(self, message: Any) -> None:
+        if self.proto is not None and self.proto.state == OPEN and self.app is not None:
+            if faults.ACTIVE:
+                faults.point("app.handle_info")
             self.app.handle_info(self.conn, message)
             self._after_app()
 
@@ -127,6 +143,8 @@ class ConnectionActor(SupervisedActor):
                 return
 
     def _feed(self, data: bytes) -> None:
+        if faults.ACTIVE:
+            faults.point("connection.handle_in")
         if self.handshake is not None:
             result = self.handshake.receive_data(data)
             if result is None:
@@ -149,6 +167,8 @@ class ConnectionActor(SupervisedActor):
         for event in proto.events_received():
             if isinstance(event, (TextMessage, BinaryMessage)):
                 if proto.state == OPEN:
+                    if faults.ACTIVE:
+                        faults.point("app.handle_in")
                     self.app.handle_in(self.conn, event.data)
             elif isinstance(event, Pong):
                 self.ping_sent = None
@@ -225,6 +245,8 @@ class ConnectionActor(SupervisedActor):
 
     def _activate(self, result: Any) -> None:
         self.app = self.app_cls()
+        if faults.ACTIVE:
+            faults.point("app.init")
         self.app.init(self.conn)
         self._after_app()
         if result.trailing and self.proto.state == OPEN:
@@ -370,10 +392,14 @@ class ConnectionActor(SupervisedActor):
     def _terminate_app(self, reason: Any) -> None:
         if self.app is not None and not self._app_terminated:
             self._app_terminated = True
+            if faults.ACTIVE:
+                faults.point("app.terminate")
             self.app.terminate(self.conn, reason)
 
     def _finish(self) -> None:
         """The connection is over: flush, close the socket, log, stop."""
+        if faults.ACTIVE:
+            faults.point("connection.close")
         proto = self.proto
         if proto is not None:
             if proto.state == CLOSED and proto.close_code == ABNORMAL_CLOSURE and proto.close_initiator == "client":
@@ -393,6 +419,8 @@ class ConnectionActor(SupervisedActor):
 
     def terminate(self, reason: Any) -> None:
         """The actor ends (normal stop, crash or forced shutdown)."""
+        if faults.ACTIVE:
+            faults.point("connection.terminate")
         if self.sock is not None:
             if self.proto is not None and self.proto.state == OPEN:
                 if isinstance(reason, Error):

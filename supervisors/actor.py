@@ -145,8 +145,12 @@ class SupervisedActor(Actor):
         self._sup_parent = sender
         self._sup_child_id = msg.child_id
         self._sup_log_context = dict(msg.log_context)
-        self._sup_log = _log.get_logger(actor=type(self).__name__, child_id=_jsonable(msg.child_id),
-                                        supervisor=msg.supervisor_name, **self._sup_log_context)
+        identity = dict(actor=type(self).__name__, child_id=_jsonable(msg.child_id),
+                        supervisor=msg.supervisor_name, **self._sup_log_context)
+        # Every record this process writes carries who wrote it, even from
+        # code that logs with a bare get_logger() (e.g. fault points), in any thread.
+        _log.set_process_context(**identity)
+        self._sup_log = _log.get_logger(**identity)
         self._sup_phase = RUNNING
         try:
             self.init(*msg.args, **msg.kwargs)

@@ -92,8 +92,20 @@ def _json_default(obj: Any) -> Any:
     return repr(obj)
 
 
+_PROCESS_CONTEXT: dict[str, Any] = {}
+
+
+def set_process_context(**fields: Any) -> None:
+    """Fields added to every record this process writes, from any thread
+    (an actor's identity: actor, child_id, supervisor, connection_id ...)."""
+    _PROCESS_CONTEXT.clear()
+    _PROCESS_CONTEXT.update(fields)
+
+
 def _add_pid(logger: Any, method: str, event_dict: dict) -> dict:
     event_dict.setdefault("pid", os.getpid())
+    for key, value in _PROCESS_CONTEXT.items():
+        event_dict.setdefault(key, value)
     return event_dict
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from . import _platform
+from . import _platform, faults
 from . import log as _log
 from .actor import RUNNING, SupervisedActor
 from .intensity import RestartIntensity
@@ -531,6 +531,8 @@ class Supervisor(SupervisedActor):
             pass
 
     def _restart(self, child: Child, old_pid: int | None):
+        if faults.ACTIVE:
+            faults.point("supervisor.restart", child_id=_j(child.spec.id))
         if not self.intensity.add_restart():
             self._rlog.error("supervisor.shutdown", reason="reached_max_restart_intensity",
                              intensity=self.flags.intensity, period=self.flags.period,

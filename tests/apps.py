@@ -32,3 +32,17 @@ class PickySubprotocolApp(App):
     @staticmethod
     def select_subprotocol(offered):
         return "v2.wsup" if "v2.wsup" in offered else None
+
+
+class PushApp(App):
+    """After "start", pushes a compressible message every few ms until closed."""
+
+    def handle_in(self, conn, data):
+        if data == "start":
+            conn.send_after(0, "tick")
+        else:
+            conn.send(data)
+
+    def handle_info(self, conn, message):
+        if message == "tick" and conn.send("pushed " + "lorem ipsum dolor " * 200):
+            conn.send_after(0.002, "tick")

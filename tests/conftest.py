@@ -75,3 +75,16 @@ def make_server(tmp_path):
 @pytest.fixture
 def server(make_server):
     return make_server()
+
+
+@pytest.fixture
+def inject(tmp_path):
+    """inject("point:action[:trigger]", ...) before starting a server: the
+    faults reach every actor it forks.  Cleared at teardown."""
+    from supervisors import faults
+
+    def configure(*specs):
+        faults.configure(list(specs), state_dir=str(tmp_path))
+
+    yield configure
+    faults.configure([])

@@ -50,3 +50,17 @@ class Log:
     def wait_for(self, event: str, count: int = 1, timeout: float = 10.0, **match: Any) -> list[dict]:
         return wait_until(lambda: (lambda ev: ev if len(ev) >= count else None)(self.events(event, **match)),
                           timeout, message=f"{count} x {event} {match}")
+
+
+def contexts_released_once(log: "Log") -> dict[str, str]:
+    """The log's proof: every compression context opened was released exactly
+    once, and nothing was released that was not opened.  Returns id -> cause."""
+    opened = [r["context_id"] for r in log.events("compression.context.opened")]
+    released = [r["context_id"] for r in log.events("compression.context.released")]
+    assert len(opened) == len(set(opened)), "a context id was opened twice"
+    dup = {c for c in released if released.count(c) > 1}
+    assert not dup, f"released more than once: {dup}"
+    assert set(released) == set(opened), (
+        f"opened but never released: {set(opened) - set(released)}; "
+        f"released but never opened: {set(released) - set(opened)}")
+    return {r["context_id"]: r["cause"] for r in log.events("compression.context.released")}

@@ -67,6 +67,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subprotocol", action="append", default=[], metavar="NAME",
                    help="subprotocol the server speaks (repeatable, by preference)")
     p.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="inject a fault: POINT:raise|exit|hang[:always|once|nth=N|every=N|p=P,seed=S] "
+                        "(repeatable; see docs/faults.md)")
     z = p.add_argument_group("permessage-deflate (RFC 7692)")
     z.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
                    help="negotiate permessage-deflate with clients that offer it (default on)")
@@ -106,6 +109,9 @@ def _serve(args: argparse.Namespace) -> int:
         config.check()
         from wsup.app import load_app
         load_app(config.app)
+        if args.fault:
+            from supervisors import faults
+            faults.configure(args.fault)
     except (ValueError, ImportError, AttributeError) as exc:
         print(f"wsup serve: {exc}", file=sys.stderr)
         return 2

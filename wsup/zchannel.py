@@ -108,8 +108,8 @@ class CompressionClient:
 
     # -- the channel ----------------------------------------------------------
 
-    def _connect(self, zdict: bytes) -> None:
-        deadline = time.monotonic() + RECONNECT_TIMEOUT
+    def _connect(self, zdict: bytes, deadline: float | None = None) -> None:
+        deadline = deadline or time.monotonic() + RECONNECT_TIMEOUT
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(RPC_TIMEOUT)
@@ -182,10 +182,12 @@ class CompressionClient:
     def _recover(self) -> bytes:
         """The CompressionActor died mid-message: rebuild its inflate state in
         the restarted one and replay this message's chunks."""
-        for _attempt in range(3):
+        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        while time.monotonic() < deadline:
             self.close()
             try:
-                self._connect(self._window if self.takeover else b"")
+                # (a dying actor may still accept and then drop us: try again)
+                self._connect(self._window if self.takeover else b"", deadline)
                 produced = 0
                 last = b""
                 for i, (c, f) in enumerate(self._chunks):
