@@ -46,3 +46,14 @@ class PushApp(App):
     def handle_info(self, conn, message):
         if message == "tick" and conn.send("pushed " + "lorem ipsum dolor " * 200):
             conn.send_after(0.002, "tick")
+
+
+class BrowserApp(App):
+    """Echoes; logs the browser's final report as browser.result."""
+
+    def handle_in(self, conn, data):
+        if isinstance(data, str) and data.startswith("RESULT "):
+            from supervisors import get_logger
+            get_logger().info("browser.result", result=data[7:])
+        else:
+            conn.send(data)
