@@ -122,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsup", description="A supervised WebSocket server.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
+    for module in ("wsup.logs", "wsup.chaos", "wsup.bench"):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        mod.add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
