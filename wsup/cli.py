@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 
 from supervisors import LogConfig
@@ -123,11 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     for module in ("wsup.logs", "wsup.chaos", "wsup.bench"):
-        try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ImportError:
-            continue
-        mod.add_parser(sub)
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
