@@ -26,7 +26,7 @@ from actors.connection_supervisor import ConnectionSupervisor
 from supervisors import SUPERVISOR, TEMPORARY, ChildRef, ChildSpec, SupervisedActor
 from supervisors.messages import Reply, StartChild, WhichChildren, _Request
 from wsup.config import ServerConfig
-from wsup.handoff import HANDOFF_IO_TIMEOUT, give_socket
+from wsup.handoff import give_socket
 from wsup.handshake import http_response
 
 ACCEPT_BATCH = 64
@@ -144,7 +144,7 @@ class ListenerActor(SupervisedActor):
             except (BlockingIOError, InterruptedError):
                 return
             with chan:
-                chan.settimeout(HANDOFF_IO_TIMEOUT)
+                chan.settimeout(1.0)  # a same-user peer that sends nothing must not stall us
                 try:
                     self._handoff(chan)
                 except OSError as exc:

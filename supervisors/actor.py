@@ -75,7 +75,7 @@ class SupervisedActor(Actor):
     def notify_supervisor(self, payload: Any) -> None:
         """Tell the supervisor something (Supervisor.handle_child_notice)."""
         if self._sup_parent is not None:
-            self.send(self._sup_parent, ChildNotice(payload))
+            self.send(self._sup_parent, ChildNotice(payload, self._sup_token))
 
     @property
     def log(self) -> Any:
@@ -102,6 +102,7 @@ class SupervisedActor(Actor):
     _sup_log: Any = None
     _sup_current_message = None
     _sup_log_context: dict = {}
+    _sup_token = 0
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
         phase = self._sup_phase
@@ -144,6 +145,7 @@ class SupervisedActor(Actor):
         _platform.ignore_stop_signals()
         self._sup_parent = sender
         self._sup_child_id = msg.child_id
+        self._sup_token = msg.token
         self._sup_log_context = dict(msg.log_context)
         identity = dict(actor=type(self).__name__, child_id=_jsonable(msg.child_id),
                         supervisor=msg.supervisor_name, **self._sup_log_context)
@@ -169,11 +171,12 @@ class SupervisedActor(Actor):
 
     def _ack_init(self) -> None:
         self._sup_log.info("actor.started")
-        self.send(self._sup_parent, InitAck(os.getpid(), _platform.process_start_time(os.getpid())))
+        self.send(self._sup_parent, InitAck(os.getpid(), _platform.process_start_time(os.getpid()),
+                                           self._sup_token))
 
     def _fail_init(self, reason: Any) -> None:
         self._sup_phase = EXITING
-        self.send(self._sup_parent, InitFailed(os.getpid(), reason))
+        self.send(self._sup_parent, InitFailed(os.getpid(), reason, self._sup_token))
         self.wakeupAfter(SELF_EXIT_AFTER, payload=_SELF_EXIT)
 
     def _on_shutdown_request(self) -> None:
@@ -210,7 +213,7 @@ class SupervisedActor(Actor):
 
     def _report_exit(self, reason: Any) -> None:
         if self._sup_parent is not None:
-            self.send(self._sup_parent, Exiting(reason, self.exit_details()))
+            self.send(self._sup_parent, Exiting(reason, self.exit_details(), self._sup_token))
 
 
 def _jsonable(value: Any) -> Any:

@@ -8,6 +8,10 @@ Stop:      supervisor --ShutdownRequest--> child --Exiting(reason)--> supervisor
            supervisor --ActorExitRequest--> child (the process exits)
 Crash/exit on its own: child --Exiting(reason)--> supervisor --ActorExitRequest--> child
 
+Children are told apart by ``token`` (their incarnation number, given in
+Init and echoed back), not by address: a dead child's TCP port may be reused
+by its successor before the death is handled.
+
 A child never exits before its supervisor has its reason: it reports, then
 waits to be told to exit (it drops every other message meanwhile).  So the
 reason always arrives before Thespian's ChildActorExited, and a death without
@@ -35,18 +39,21 @@ class Init:
     supervisor_name: str
     supervisor_pid: int
     log_context: dict = field(default_factory=dict)
+    token: int = 0       # this incarnation's number; echoed in everything the child sends back
 
 
 @dataclass
 class InitAck:
     pid: int
     start_time: int | None
+    token: int = 0
 
 
 @dataclass
 class InitFailed:
     pid: int
     reason: Any
+    token: int = 0
 
 
 @dataclass
@@ -58,6 +65,7 @@ class ShutdownRequest:
 class Exiting:
     reason: Any
     details: Any = None      # SupervisedActor.exit_details(), for the supervisor's hook
+    token: int = 0
 
 
 @dataclass
@@ -65,6 +73,7 @@ class ChildNotice:
     """A child tells its supervisor something (SupervisedActor.notify_supervisor);
     handled by Supervisor.handle_child_notice."""
     payload: Any
+    token: int = 0
 
 
 @dataclass

@@ -68,6 +68,7 @@ class Runtime:
         self.app: Any = None
         self.root: ChildRef | None = None
         self.exit: ApplicationExit | None = None
+        self.failure: str | None = None   # why the run did not end as asked, if it did not
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------
@@ -78,8 +79,10 @@ class Runtime:
         init = Init("application", (root,), {}, self.log_config, "runtime", os.getpid())
         reply = self.system.ask(self.app, init, timeout)
         if isinstance(reply, InitFailed):
+            self.failure = "start failed"
             raise StartError(reply.reason)
         if not isinstance(reply, InitAck):
+            self.failure = "start failed"
             raise StartError("timeout" if reply is None else reply)
         children = self.which_children(self.app)
         self.root = children[0][1]
@@ -112,8 +115,9 @@ class Runtime:
             return
         self._closed = True
         try:
-            if self.app is not None:
-                self.stop(stop_timeout)
+            if self.app is not None and self.stop(stop_timeout) is None:
+                self.failure = self.failure or f"the tree did not stop in order within {stop_timeout}s"
+                self.log.error("runtime.stop_timeout", timeout=stop_timeout)
         finally:
             try:
                 if self.app is not None:
@@ -125,12 +129,15 @@ class Runtime:
                 self._reap(grace)
         self.log.log(20 if self.ok else 40, "runtime.stopped", status=self.exit_status,
                      root_reason=to_json(self.exit.root_reason) if self.exit else None,
-                     requested=self.exit.requested if self.exit else None)
+                     requested=self.exit.requested if self.exit else None, failure=self.failure)
 
     @property
     def ok(self) -> bool:
         """False if the root supervisor exited without being asked to (OTP: a
-        permanent application's top supervisor terminated)."""
+        permanent application's top supervisor terminated), if the start
+        failed, or if the tree could not be stopped in order in time."""
+        if self.failure is not None:
+            return False
         return self.exit is None or self.exit.requested
 
     @property

@@ -152,6 +152,9 @@ class SupFlags:
     ``max_children`` applies to :data:`SIMPLE_ONE_FOR_ONE` only (OTP
     DynamicSupervisor): ``None`` means unlimited.
     ``name`` appears in every report as ``supervisor``.
+    ``liveness_poll`` (seconds, not in OTP): how often the children's
+    processes are checked when nothing suggests one died (Thespian loses
+    some death notices when many children die at once).
     """
 
     strategy: str = ONE_FOR_ONE
@@ -160,6 +163,7 @@ class SupFlags:
     auto_shutdown: str = NEVER
     max_children: int | None = None
     name: str | None = None
+    liveness_poll: float = 2.0
     extra: dict = field(default_factory=dict)
 
     def check(self) -> None:
@@ -176,6 +180,8 @@ class SupFlags:
             raise ValueError(f"invalid max_children {self.max_children!r}")
         if self.max_children is not None and self.strategy != SIMPLE_ONE_FOR_ONE:
             raise ValueError("max_children is for simple_one_for_one supervisors")
+        if not isinstance(self.liveness_poll, (int, float)) or self.liveness_poll <= 0:
+            raise ValueError(f"invalid liveness_poll {self.liveness_poll!r}")
         if self.strategy == SIMPLE_ONE_FOR_ONE and self.auto_shutdown != NEVER:
             raise ValueError("auto_shutdown is not allowed with simple_one_for_one")
 

@@ -12,13 +12,16 @@ Operations run one at a time, in arrival order, like the calls and EXIT
 messages in an OTP supervisor's mailbox.  Read-only queries (which_children,
 count_children, get_childspec) are answered at once.
 
-How a death is noticed: Thespian's ChildActorExited (SIGCHLD, ~4 ms), and,
-because that is lost when many children die at once (measured: 27-48 of 50
-simultaneous SIGKILLs reported), a liveness poll of every child's pid
-(/proc, with the start time against pid reuse) every
-``LIVENESS_POLL_INTERVAL`` seconds, and every ``FAST_POLL_INTERVAL`` while a
-child is being stopped.  A death without an exit report waits
-``REPORT_GRACE`` seconds for a late report, then counts as ``killed``.
+How a death is noticed: Thespian's ChildActorExited (SIGCHLD, ~4-7 ms), and,
+because that is lost when many children die at once (measured: 6 to 50 of 50
+simultaneous SIGKILLs reported, median 35), a liveness check of every child's
+pid (/proc, with the start time against pid reuse): soon after any sign that a
+child is going (a ChildActorExited — which Thespian sends a few ms *before*
+the process is gone —, an exit report, a SIGKILL we sent), backing off from
+10 ms to 1 s while that child lingers, and otherwise every
+``SupFlags.liveness_poll`` seconds (default 2) as a safety net.  A death
+without an exit report waits ``REPORT_GRACE`` seconds for a late report, then
+counts as ``killed``.
 """
 
 from __future__ import annotations
@@ -39,13 +42,13 @@ from .messages import (ChildNotice, ChildRef, CountChildren, DeleteChild, Exitin
                        InitAck, InitFailed, Reply, RestartChild, ShutdownRequest, StartChild,
                        TerminateChild, WhichChildren, _Request)
 from .reasons import KILLED, NORMAL, SHUTDOWN, Error, is_normal, to_json
-from .spec import (ALL_SIGNIFICANT, ANY_SIGNIFICANT, BRUTAL_KILL, INFINITY, ONE_FOR_ALL,
+from .spec import (ALL_SIGNIFICANT, ANY_SIGNIFICANT, BRUTAL_KILL, INFINITY, NEVER, ONE_FOR_ALL,
                    PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY,
                    TRANSIENT, ChildSpec, SupFlags)
 
-LIVENESS_POLL_INTERVAL = 0.5
-FAST_POLL_INTERVAL = 0.05
 REPORT_GRACE = 0.1
+FIRST_CHECK = 0.01     # first liveness check after a sign of death
+MAX_CHECK = 1.0
 
 # child states (which_children shows a ChildRef for RUNNING, "restarting" or "undefined")
 UNDEFINED, STARTING, RUNNING_, STOPPING, RESTARTING = (
@@ -58,7 +61,7 @@ class Child:
     """One child spec and, while it runs, its process."""
 
     __slots__ = ("spec", "address", "key", "pid", "start_time", "state", "reason", "details",
-                 "reported", "dead", "acked", "kill_sent", "grace_over", "incarnation")
+                 "reported", "dead", "acked", "kill_sent", "grace_over", "incarnation", "going_since")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -78,6 +81,7 @@ class Child:
         self.acked = False
         self.kill_sent = False
         self.grace_over = False
+        self.going_since: float | None = None   # when we learnt it is on its way out
 
     def begin(self, address: Any, incarnation: int) -> None:
         self._clear()
@@ -138,16 +142,16 @@ class Supervisor(SupervisedActor):
         self.name = flags.name or (str(self.child_id) if self.child_id is not None
                                    else type(self).__name__)
         self.intensity = RestartIntensity(flags.intensity, flags.period)
-        self._by_key: dict[str, Child] = {}
-        self._by_incarnation: dict[int, Child] = {}
+        self._by_incarnation: dict[int, Child] = {}   # every child process not yet handled
         self._incarnations = 0
+        if any(s.significant for s in specs) and flags.auto_shutdown == NEVER:
+            raise ValueError("significant children need auto_shutdown any_significant or all_significant")
         self._ops: deque = deque()
         self._op = None
         self._wait: _Wait | None = None
         self._token = 0
         self._shutting_down = False
-        self._next_poll_at = float("inf")
-        self._polls_in_flight = 0
+        self._polls: list[float] = []   # due times of the liveness checks we asked Thespian for
         self._rlog = _log.get_logger(actor=type(self).__name__, supervisor=self.name,
                                      **self._sup_log_context)
 
@@ -159,22 +163,25 @@ class Supervisor(SupervisedActor):
 
     def handle_message(self, message: Any, sender: Any) -> None:
         if isinstance(message, (InitAck, InitFailed, Exiting)):
-            child = self._lookup(sender)
+            child = self._by_incarnation.get(message.token)
             if child is not None:
+                if isinstance(message, InitAck):
+                    child.key = str(sender)   # the real address (createActor's is provisional)
                 self._on_child_message(child, message)
         elif isinstance(message, ChildNotice):
-            child = self._lookup(sender)
+            child = self._by_incarnation.get(message.token)
             if child is not None and not child.dead:
                 self.handle_child_notice(child.spec, child.pid, message.payload)
         elif isinstance(message, ChildActorExited):
-            child = self._lookup(message.childAddress)
-            if child is not None:
+            for child in self._at_address(message.childAddress):
                 if child.pid is not None and _platform.process_alive(child.pid, child.start_time):
                     # Thespian sends this when the child says goodbye, a few
                     # ms before the process is gone; OTP's EXIT means gone.
-                    self._arm_poll(FAST_POLL_INTERVAL)
+                    self._going(child)
                 else:
                     self._on_death(child)
+            # Simultaneous deaths may have gone unreported: look at everyone soon.
+            self._arm_poll(FIRST_CHECK)
         elif isinstance(message, WakeupMessage):
             if isinstance(message.payload, tuple) and message.payload[:1] == (_TIMER,):
                 self._on_timer(message.payload[1:])
@@ -182,20 +189,20 @@ class Supervisor(SupervisedActor):
             self._on_request(message, sender)
         self._check_wait()
 
-    def _lookup(self, address: Any) -> Child | None:
-        """The child at ``address``.  createActor() returns a provisional
-        local address that Thespian later resolves to the child's real one;
-        the first message from a child re-keys it under the real address."""
+    def _at_address(self, address: Any) -> list[Child]:
+        """The unhandled child processes at ``address`` (several, if a dead
+        child's port was reused by a successor before its death was handled;
+        the liveness check tells them apart)."""
         key = str(address)
-        child = self._by_key.get(key)
-        if child is None:
-            for c in self._by_key.values():
-                if c.address == address:
-                    del self._by_key[c.key]
-                    c.key = key
-                    self._by_key[key] = c
-                    return c
-        return child
+        found = [c for c in self._by_incarnation.values() if c.key == key]
+        if not found:  # still known by the provisional address createActor() returned
+            found = [c for c in self._by_incarnation.values() if not c.acked and c.address == address]
+        return [c for c in found if not c.dead]
+
+    def _going(self, child: Child) -> None:
+        if child.going_since is None:
+            child.going_since = time.monotonic()
+        self._arm_poll(FIRST_CHECK)
 
     def _on_child_message(self, child: Child, message: Any) -> None:
         if isinstance(message, InitAck):
@@ -205,10 +212,11 @@ class Supervisor(SupervisedActor):
             return
         # InitFailed or Exiting: the child has said why it exits and waits
         # for us to end its process.  Not recursively: a supervisor reports
-        # only once its children are gone, and Thespian, whose record of
-        # children misses some that died (see above), would otherwise wait
-        # ~30 s for them.  (A crashed supervisor's children die with it:
-        # PR_SET_PDEATHSIG.)
+        # only once its children are gone, and Thespian's recursive exit
+        # waits for children it believes alive — forever, when its record
+        # misses a dead one (a late-bound lambda in its _shutdownActor strikes
+        # the wrong child off).  (A crashed supervisor's children die with
+        # it: PR_SET_PDEATHSIG.)
         if isinstance(message, InitFailed):
             child.pid = child.pid or message.pid
         if not child.reported:
@@ -216,7 +224,7 @@ class Supervisor(SupervisedActor):
             child.reason = message.reason
             child.details = getattr(message, "details", None)
         self.send(child.address, ActorExitRequest(recursive=False))
-        self._arm_poll(FAST_POLL_INTERVAL)
+        self._going(child)
         if child.dead:
             self._death_complete(child)
 
@@ -243,10 +251,8 @@ class Supervisor(SupervisedActor):
     def _on_timer(self, payload: tuple) -> None:
         kind = payload[0]
         if kind == "poll":
-            self._polls_in_flight -= 1
-            if self._polls_in_flight <= 0:
-                self._polls_in_flight = 0
-                self._next_poll_at = float("inf")
+            now = time.monotonic()
+            self._polls = [t for t in self._polls if t > now + 0.001]
             self._poll_liveness()
         elif kind == "grace":
             child = self._by_incarnation.get(payload[1])
@@ -261,23 +267,30 @@ class Supervisor(SupervisedActor):
     # -- liveness -------------------------------------------------------------
 
     def _arm_poll(self, delay: float) -> None:
-        now = time.monotonic()
-        if now + delay < self._next_poll_at - 0.005:
-            self._next_poll_at = now + delay
-            self._polls_in_flight += 1
-            self.wakeupAfter(delay, payload=(_TIMER, "poll"))
+        """Check the children's liveness in ``delay`` s, unless a check is
+        already due by then (checks are coalesced)."""
+        due = time.monotonic() + delay
+        if any(t <= due + 0.005 for t in self._polls):
+            return
+        self._polls.append(due)
+        self.wakeupAfter(delay, payload=(_TIMER, "poll"))
 
     def _poll_liveness(self) -> None:
-        busy = False
-        for child in list(self._by_key.values()):
+        now = time.monotonic()
+        soonest = None
+        for child in list(self._by_incarnation.values()):
             if child.dead:
                 continue
             if child.pid is not None and not _platform.process_alive(child.pid, child.start_time):
                 self._on_death(child)
-            elif child.reported or child.kill_sent or child.state == STOPPING:
-                busy = True
-        if self._by_key:
-            self._arm_poll(FAST_POLL_INTERVAL if busy else LIVENESS_POLL_INTERVAL)
+            elif child.going_since is not None:
+                # back off while it lingers: 10 ms, then about its age, up to 1 s
+                wait = min(MAX_CHECK, max(FIRST_CHECK, now - child.going_since))
+                soonest = wait if soonest is None else min(soonest, wait)
+        if soonest is not None:
+            self._arm_poll(soonest)
+        elif self._by_incarnation:
+            self._arm_poll(self.flags.liveness_poll)
 
     # -- the operation queue --------------------------------------------------
 
@@ -328,11 +341,10 @@ class Supervisor(SupervisedActor):
             return ("error", Error.from_exception(exc))
         self._incarnations += 1
         child.begin(address, self._incarnations)
-        self._by_key[child.key] = child
         self._by_incarnation[child.incarnation] = child
         self.send(address, Init(spec.id, spec.args, spec.kwargs, _log.current(), self.name, os.getpid(),
-                                spec.log_context))
-        self._arm_poll(LIVENESS_POLL_INTERVAL)
+                                spec.log_context, child.incarnation))
+        self._arm_poll(self.flags.liveness_poll)
         in_time = yield _Wait(lambda: child.acked or child.death_complete(), spec.start_timeout)
         if child.acked and not child.reported and not child.dead:
             child.state = RUNNING_
@@ -365,12 +377,12 @@ class Supervisor(SupervisedActor):
                 pass
         else:
             self.send(child.address, ActorExitRequest(recursive=False))
-        self._arm_poll(FAST_POLL_INTERVAL)
+        self._going(child)
 
     def _find_unacked_child_pid(self) -> int | None:
         """A child killed before it acknowledged has not told us its pid; it is
         the one process of ours no other child claims (starts are serial)."""
-        known = {c.pid for c in self._by_key.values() if c.pid}
+        known = {c.pid for c in self._by_incarnation.values() if c.pid}
         me = os.getpid()
         candidates = [p for p in _platform.children_of(me)
                       if p not in known and _platform.process_start_time(p) is not None]
@@ -378,9 +390,8 @@ class Supervisor(SupervisedActor):
 
     def _forget(self, child: Child) -> None:
         """The child's process is gone and its death handled."""
-        if child.key is not None:
+        if child.address is not None:
             self.handle_child_exit(child.spec, child.pid, child.reason, child.details, child.reported)
-            self._by_key.pop(child.key, None)
             self._by_incarnation.pop(child.incarnation, None)
         child._clear()
         child.state = UNDEFINED
@@ -400,7 +411,6 @@ class Supervisor(SupervisedActor):
             else:
                 if not child.reported and not child.dead:
                     self.send(child.address, ShutdownRequest())
-                self._arm_poll(FAST_POLL_INTERVAL)
                 timeout = None if shutdown == INFINITY else shutdown / 1000.0
                 if not (yield _Wait(child.death_complete, timeout)):
                     self._kill(child)
@@ -411,24 +421,28 @@ class Supervisor(SupervisedActor):
         return reason
 
     def _terminate_many(self, children: list[Child]):
-        """Stop children in parallel (simple_one_for_one shutdown, as OTP)."""
+        """Stop children in parallel (simple_one_for_one shutdown, as OTP),
+        each as its own spec says."""
         children = [c for c in children if c.alive]
         pids = {id(c): c.pid for c in children}
-        shutdown = self.template.shutdown if self.template else 5000
+        finite = []
         for c in children:
             if c.death_complete():
                 continue
             c.state = STOPPING
-            if shutdown == BRUTAL_KILL:
+            sd = c.spec.shutdown
+            if sd == BRUTAL_KILL:
                 self._kill(c)
             elif not c.reported and not c.dead:
                 self.send(c.address, ShutdownRequest())
-        self._arm_poll(FAST_POLL_INTERVAL)
+            if isinstance(sd, int):
+                finite.append(sd)
         all_dead = lambda: all(c.death_complete() for c in children)  # noqa: E731
-        timeout = None if shutdown in (INFINITY, BRUTAL_KILL) else shutdown / 1000.0
+        forever = any(c.spec.shutdown == INFINITY for c in children)
+        timeout = max(finite) / 1000.0 if finite and not forever else None
         if not (yield _Wait(all_dead, timeout)):
             for c in children:
-                if not c.death_complete():
+                if not c.death_complete() and c.spec.shutdown != INFINITY:
                     self._kill(c)
             yield _Wait(all_dead)
         for c in children:
@@ -481,7 +495,8 @@ class Supervisor(SupervisedActor):
             result = yield from self._start(child)
             if result[0] == "error":
                 self._rlog.error("supervisor.start_error", child_id=_j(child.spec.id),
-                                 reason=to_json(result[1]), offender=child.spec.offender(None))
+                                 reason=to_json(result[1]), offender=child.spec.offender(None),
+                                 **child.spec.log_context)
                 self._shutting_down = True
                 for c in reversed(started):
                     yield from self._terminate(c)
@@ -565,7 +580,8 @@ class Supervisor(SupervisedActor):
                                 strategy=strategy, **c.spec.log_context)
                 continue
             self._rlog.error("supervisor.start_error", child_id=_j(c.spec.id),
-                             reason=to_json(result[1]), offender=c.spec.offender(None))
+                             reason=to_json(result[1]), offender=c.spec.offender(None),
+                             **c.spec.log_context)
             if c.spec.restart == TEMPORARY:
                 self._remove(c)
                 continue
@@ -624,8 +640,7 @@ class Supervisor(SupervisedActor):
         if result[0] == "error":
             self._rlog.error("supervisor.start_error", child_id=_j(spec.id), reason=to_json(result[1]),
                              offender=spec.offender(None), **spec.log_context)
-            if self.dynamic or spec.restart == TEMPORARY:
-                self._remove(child)
+            self._remove(child)   # OTP: a child that failed to start is not kept
         return result
 
     def _req_terminate_child(self, req: TerminateChild):

@@ -19,7 +19,7 @@ import socket
 import struct
 from typing import Callable
 
-HANDOFF_IO_TIMEOUT = 1.0
+HANDOFF_IO_TIMEOUT = 10.0  # a listener busy accepting a burst may answer late
 
 
 def _recv_exactly(chan: socket.socket, n: int) -> bytes:
