@@ -23,7 +23,7 @@ from typing import Any
 from thespian.actors import WakeupMessage, WatchMessage
 
 from actors.connection_supervisor import ConnectionSupervisor
-from supervisors import SUPERVISOR, TEMPORARY, ChildRef, ChildSpec, SupervisedActor
+from supervisors import SUPERVISOR, TEMPORARY, ChildRef, ChildSpec, SupervisedActor, faults
 from supervisors.messages import Reply, StartChild, WhichChildren, _Request
 from wsup.config import ServerConfig
 from wsup.handoff import give_socket
@@ -93,6 +93,8 @@ class ListenerActor(SupervisedActor):
         raise RuntimeError("no running 'connections' supervisor beside the listener")
 
     def _accept(self) -> None:
+        if faults.ACTIVE:
+            faults.point("listener.accept")
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, peer = self.lsock.accept()

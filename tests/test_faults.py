@@ -1,0 +1,176 @@
+"""The fault-injection suite: each scenario against real processes, asserting
+on what the client saw and on the log (every context released exactly once,
+and `wsup logs --check` clean where the server has stopped)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zlib
+
+import pytest
+from logutil import Log, contexts_released_once, wait_until
+from rawws import RawClient
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from supervisors import ChildRef
+from supervisors import _platform
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PMD = {"Sec-WebSocket-Extensions": "permessage-deflate"}
+
+
+def text(n, seed=0):
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", str(seed)]
+    return " ".join(words[(i * 7 + seed) % len(words)] for i in range(n))
+
+
+def log_check(path):
+    """`wsup logs --check` on a server's log: (exit status, output)."""
+    r = subprocess.run([sys.executable, "-m", "wsup.cli", "logs", str(path), "--check"],
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout + r.stderr
+
+
+def children(rt, sup):
+    return {cid: ref for cid, ref, _, _ in rt.which_children(sup)}
+
+
+def per_connection(server):
+    [(_, per_conn, _, _)] = server.runtime.which_children(server.child("connections"))
+    return per_conn
+
+
+def test_compression_actor_raises_mid_message(make_server, inject):
+    """A fragmented compressed message; the CompressionActor crashes on the
+    second fragment: the restarted one is primed, the first fragment replayed."""
+    inject("compression.inflate:raise:nth=4,once")
+    server = make_server()
+    c = RawClient("127.0.0.1", server.port, headers={
+        "Sec-WebSocket-Extensions": "permessage-deflate; server_no_context_takeover"})
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    for i in range(2):   # messages with context takeover first: a window to rebuild
+        m = text(400, i).encode()
+        c.send_frame(0x1, (comp.compress(m) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=4)
+        f = c.recv_frame()
+        assert zlib.decompressobj(-15).decompress(f[3] + b"\x00\x00\xff\xff") == m
+    msg = (text(2000, 7) + text(300, 2)).encode()
+    payload = (comp.compress(msg) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    third = len(payload) // 3
+    c.send_frame(0x1, payload[:third], rsv=4, fin=False)            # inflate call 3
+    c.send_frame(0x0, payload[third:2 * third], fin=False)          # call 4: crash here
+    c.send_frame(0x0, payload[2 * third:])
+    f = c.recv_frame(timeout=10)
+    assert f is not None and f[2] == 0x1
+    assert zlib.decompressobj(-15).decompress(f[3] + b"\x00\x00\xff\xff") == msg
+    c.send_frame(0x8, b"\x03\xe8")
+    assert c.recv_close() == (1000, "")
+    server.log.wait_for("actor.stopped", actor="ConnectionSupervisor", timeout=10)
+    [rec] = server.log.events("compression.recovered")
+    assert rec["replayed_chunks"] == 2 and rec["window_bytes"] > 0
+    causes = contexts_released_once(server.log)
+    assert sorted(causes.values()) == ["close", "close", "error", "error"]
+
+
+def test_connection_actor_killed_while_its_compression_actor_is_busy(make_server, inject):
+    inject("compression.inflate:hang:nth=2")   # the CompressionActor is stuck inside inflate
+    server = make_server()
+    with connect(server.url, open_timeout=10) as c:
+        c.send(text(100))
+        assert c.recv() == text(100)
+        c.send(text(100, 1))                     # this inflate hangs
+        server.log.wait_for("fault.injected", point="compression.inflate")
+        actor = children(server.runtime, per_connection(server))["connection"]
+        os.kill(actor.pid, signal.SIGKILL)
+        with pytest.raises(ConnectionClosed):
+            c.recv(timeout=10)
+    # the busy CompressionActor ignores its shutdown, is killed after its 2 s,
+    # and its contexts are recorded released once, by the observer
+    server.log.wait_for("actor.stopped", actor="ConnectionSupervisor", timeout=15)
+    causes = contexts_released_once(server.log)
+    assert set(causes.values()) == {"owner_died"}
+    [err] = server.log.events("supervisor.shutdown_error", child_id="compression")
+    assert err["reason"] == "killed"
+
+
+def test_root_intensity_exceeded_exits_nonzero_with_nothing_left(tmp_path):
+    """The listener crashes on every accept: the root supervisor (3 restarts
+    in 5 s) gives up, the server exits 1, and no process is left."""
+    log = tmp_path / "serve.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "wsup.cli", "serve", "--port", "0", "--log-file", str(log),
+                             "--fault", "listener.accept:raise"], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+)$", proc.stdout.readline().strip()).group(1))
+        admin = wait_until(lambda: next((p for p in _platform.children_of(proc.pid)
+                                         if _platform.process_group_of(p) == p), None))
+        records = Log(log)
+        for i in range(4):   # the 4th crash within 5 s is one too many
+            records.wait_for("server.listening", count=i + 1, timeout=10)
+            try:
+                RawClient("127.0.0.1", port, handshake=False, timeout=2).close()
+            except OSError:
+                pass
+            wait_until(lambda: len(records.events("actor.crashed", actor="ListenerActor")) > i, timeout=10)
+        assert proc.wait(timeout=30) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert _platform.live_group_members(admin) == []
+    records = Log(log)
+    [sd] = records.events("supervisor.shutdown", supervisor="wsup")
+    assert sd["reason"] == "reached_max_restart_intensity"
+    [final] = records.events("runtime.stopped")
+    assert final["status"] == 1 and final["requested"] is False
+    status, out = log_check(log)
+    assert status == 0, out
+
+
+def test_sigterm_during_a_chaos_run(tmp_path):
+    """Echo traffic with compression and kills, then SIGTERM to the server:
+    it exits 0, nothing is left, the log check is clean."""
+    log = tmp_path / "serve.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "wsup.cli", "serve", "--port", "0", "--log-file", str(log)],
+                            stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().split()[-1]
+    admin = wait_until(lambda: next((p for p in _platform.children_of(proc.pid)
+                                     if _platform.process_group_of(p) == p), None))
+    from wsup import chaos
+    killer = chaos.Killer(str(log), chaos.DEFAULT_KINDS, __import__("random").Random(7))
+
+    async def scenario():
+        traffic = asyncio.ensure_future(chaos._traffic(url, 10, 6.0, 7, 10**9, killer, 0.2))
+        await asyncio.sleep(3.0)
+        proc.send_signal(signal.SIGTERM)       # in the middle of it all
+        return await traffic
+
+    try:
+        stats = asyncio.run(scenario())
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert stats.corrupted == 0 and stats.intact > 0
+    assert _platform.live_group_members(admin) == []
+    assert sum(killer.kills.values()) > 0
+    status, out = log_check(log)
+    assert status == 0, out
+
+
+@pytest.mark.slow
+def test_chaos_long_run(tmp_path):
+    """The issue's acceptance run: 50 connections, 60 s, a kill every 100 ms."""
+    r = subprocess.run([sys.executable, "-m", "wsup.cli", "chaos", "--connections", "50", "--duration", "60",
+                        "--kill-interval", "100ms", "--seed", "1", "--log-file", str(tmp_path / "chaos.jsonl")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "corrupted" in r.stdout
