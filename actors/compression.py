@@ -43,6 +43,9 @@ from wsup.zchannel import (ERR, FLAG_FINAL, OK, OP_DEFLATE, OP_INFLATE, OP_OPEN,
                            encode_reply)
 
 
+RECV_SIZE = 65536
+
+
 def new_context_id() -> str:
     return "z" + secrets.token_hex(6)
 
@@ -141,14 +144,16 @@ class CompressionActor(SupervisedActor):
 
     def _serve_one(self, chan: socket.socket) -> None:
         buf = bytearray()
+        chunk = bytearray(RECV_SIZE)   # reused: recv(n) would allocate n bytes per call
+        view = memoryview(chunk)
         while not self.stopping.is_set():
             try:
-                data = chan.recv(1 << 20)
+                got = chan.recv_into(chunk)
             except OSError:
                 return
-            if not data:
+            if not got:
                 return  # the ConnectionActor closed its end
-            buf += data
+            buf += view[:got]
             while len(buf) >= REQ.size:
                 op, flags, n = REQ.unpack_from(buf)
                 if len(buf) < REQ.size + n:

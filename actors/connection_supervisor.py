@@ -59,7 +59,7 @@ class ConnectionSupervisor(Supervisor):
         if kind == "compression.opened":
             for ctx in items:
                 self._open_contexts[ctx["context_id"]] = ctx["owner"]
-                self._rlog.info("compression.context.opened", context_id=ctx["context_id"],
+                self._rlog.info("compression.context.opened", child_id=COMPRESSION, context_id=ctx["context_id"],
                                 direction=ctx["direction"], window_bits=ctx["window_bits"],
                                 owner_pid=ctx["owner"], owner_actor="CompressionActor",
                                 primed_bytes=ctx.get("primed_bytes", 0))
@@ -78,4 +78,5 @@ class ConnectionSupervisor(Supervisor):
 
     def _record_release(self, context_id: str, cause: str, by: int) -> None:
         if self._open_contexts.pop(context_id, None) is not None:
-            self._rlog.info("compression.context.released", context_id=context_id, cause=cause, by=by)
+            self._rlog.info("compression.context.released", child_id=COMPRESSION, context_id=context_id,
+                            cause=cause, by=by)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,14 @@ def _json_default(obj: Any) -> Any:
     return repr(obj)
 
 
+def _timestamp(logger: Any, method: str, event_dict: dict) -> dict:
+    """ISO 8601, UTC, always with microseconds (sortable as text)."""
+    now = time.time()
+    event_dict["timestamp"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                               + ".%06dZ" % int((now % 1) * 1_000_000))
+    return event_dict
+
+
 _PROCESS_CONTEXT: dict[str, Any] = {}
 
 
@@ -129,7 +138,7 @@ def configure(config: LogConfig | None = None) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _timestamp,
             _add_pid,
             renderer,
         ],

@@ -451,6 +451,12 @@ class Supervisor(SupervisedActor):
 
     def _report_shutdown_error(self, child: Child, reason: Any, pid: int | None) -> None:
         expected = KILLED if child.spec.shutdown == BRUTAL_KILL else SHUTDOWN
+        if reason == KILLED and expected == KILLED:
+            # Not an error (OTP reports nothing), but the child could not say
+            # it ended: record its death so the log accounts for every process.
+            self._rlog.info("supervisor.child.killed", child_id=_j(child.spec.id), child_pid=pid,
+                            offender=child.spec.offender(pid), **child.spec.log_context)
+            return
         if reason == expected or (reason == NORMAL and child.spec.restart != PERMANENT):
             return
         self._rlog.error("supervisor.shutdown_error", child_id=_j(child.spec.id), child_pid=pid,
@@ -588,7 +594,7 @@ class Supervisor(SupervisedActor):
             for rest in group[n:]:
                 rest.state = RESTARTING
             # OTP: try again later; every attempt counts towards the intensity.
-            self._enqueue(self._restart, c, None)
+            self._enqueue(self._restart, c, old_pids.get(id(c)))
             return
 
     # -- requests (OTP's supervisor API) --------------------------------------

@@ -87,6 +87,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "supervisor.child.restarted": {**_SUP, "old_pid": OPT_INT, "child_pid": INT, "strategy": STRATEGIES},
     "supervisor.start_error": {**_SUP, "reason": ANY, "offender": {**OFFENDER, "pid": (NULL,)}},
     "supervisor.shutdown_error": {**_SUP, "child_pid": OPT_INT, "reason": ANY, "offender": OFFENDER},
+    "supervisor.child.killed": {**_SUP, "child_pid": OPT_INT, "offender": OFFENDER},
     "supervisor.shutdown": {**_SUP, "reason": frozenset({"reached_max_restart_intensity"}),
                             "intensity": INT, "period": NUM, "child_pid": OPT_INT},
     # supervisors/runtime.py, supervisors/faults.py
@@ -547,7 +548,7 @@ class Processes:
                 if p is not None:
                     self._identify(p, r)
                 self._end(p, i, "stopped" if ev == "actor.stopped" else "crashed")
-            elif ev in ("supervisor.child.terminated", "supervisor.shutdown_error"):
+            elif ev in ("supervisor.child.terminated", "supervisor.shutdown_error", "supervisor.child.killed"):
                 sup = self._get(pid, i, new_life=True)
                 if sup is not None:
                     self._name(sup, r)

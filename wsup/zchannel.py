@@ -39,6 +39,7 @@ REP = struct.Struct("!BHI")
 RPC_TIMEOUT = 10.0        # a CompressionActor this slow is treated as hung: 1011
 RECONNECT_TIMEOUT = 5.0   # how long a restart of the CompressionActor may take
 INTERNAL_ERROR = 1011
+RECV_SIZE = 65536
 
 
 def channel_name(handoff_name: str, connection_id: str) -> str:
@@ -105,6 +106,8 @@ class CompressionClient:
         self._tail = b""          # window after the chunks inflated so far
         self._chunks: list[tuple[bytes, bool]] = []
         self._out_len = 0
+        self._rbuf = bytearray(RECV_SIZE)
+        self._rview = memoryview(self._rbuf)
 
     # -- the channel ----------------------------------------------------------
 
@@ -127,9 +130,19 @@ class CompressionClient:
     def _call(self, op: int, payload: bytes, flags: int = 0) -> bytes:
         sock = self.sock
         try:
-            sock.sendall(encode_request(op, payload, flags))
-            status, code, n = REP.unpack(_recv_exactly(sock, REP.size))
-            data = _recv_exactly(sock, n)
+            sock.sendmsg([REQ.pack(op, flags, len(payload)), payload])
+            # one recv_into usually holds the whole reply
+            got = sock.recv_into(self._rbuf)
+            while got < REP.size:
+                more = sock.recv_into(self._rview[got:])
+                if not more:
+                    raise _Lost("channel closed")
+                got += more
+            status, code, n = REP.unpack_from(self._rbuf)
+            if REP.size + n <= got:
+                data = bytes(self._rview[REP.size:REP.size + n])
+            else:
+                data = bytes(self._rview[REP.size:got]) + _recv_exactly(sock, REP.size + n - got)
         except socket.timeout:
             self.close()
             raise CompressionError(INTERNAL_ERROR, "compression unresponsive") from None
