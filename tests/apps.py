@@ -57,3 +57,11 @@ class BrowserApp(App):
             get_logger().info("browser.result", result=data[7:])
         else:
             conn.send(data)
+
+
+class RecordApp(App):
+    """Logs every message it receives as app.received."""
+
+    def handle_in(self, conn, data):
+        from supervisors import get_logger
+        get_logger().info("app.received", data=data if isinstance(data, str) else data.hex())

@@ -554,7 +554,7 @@ def test_follow_command_until_interrupted(tmp_path):
             f.write(line[20:])
         assert json.loads(proc.stdout.readline()) == records[2]
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

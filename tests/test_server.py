@@ -161,6 +161,19 @@ def test_client_close_is_echoed(server):
     assert (rec["code"], rec["reason"], rec["initiator"], rec["clean"]) == (3000, "bye", "client", True)
 
 
+def test_a_message_arriving_with_the_close_frame_is_delivered(make_server):
+    """Both frames in one TCP segment: the message was received while open."""
+    server = make_server(app="apps:RecordApp")
+    c = raw(server)
+    import struct as _s
+    text_frame = bytes([0x81, 0x80 | 10]) + b"\0\0\0\0" + b"last words"
+    close_frame = bytes([0x88, 0x80 | 2]) + b"\0\0\0\0" + _s.pack("!H", 1000)
+    c.send_raw(text_frame + close_frame)
+    assert c.recv_close() == (1000, "")
+    [rec] = server.log.wait_for("app.received")
+    assert rec["data"] == "last words"
+
+
 def test_empty_close_is_answered_with_1000(server):
     c = raw(server)
     c.send_frame(CLOSE, b"")

@@ -221,10 +221,11 @@ class Connection:
         proto = self.proto
         for event in proto.events_received():
             if isinstance(event, (TextMessage, BinaryMessage)):
-                if proto.state == OPEN:
-                    if faults.ACTIVE:
-                        faults.point("app.handle_in")
-                    self.app.handle_in(self.conn, event.data)
+                # Received while open: delivered even if a close frame that
+                # came in the same read has closed the connection since.
+                if faults.ACTIVE:
+                    faults.point("app.handle_in")
+                self.app.handle_in(self.conn, event.data)
             elif isinstance(event, Pong):
                 self.ping_sent = None
         self._after_app()
