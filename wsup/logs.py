@@ -996,12 +996,15 @@ def _follow(args: argparse.Namespace, flt: Filter) -> int:
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Both explicitly: a process started in the background by a shell
+    # inherits SIGINT ignored, and Python then installs no handler of its own.
+    previous = {s: signal.signal(s, on_term) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         follow(args.file, emit, _err)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0
 
