@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
 import socket
 import struct
@@ -37,6 +36,7 @@ from typing import Any
 from thespian.actors import WatchMessage
 
 from supervisors import SHUTDOWN, Error, SupervisedActor, faults
+from supervisors.mailbox import Mailbox
 from wsup.deflate import (CompressionError, ContextReleased, Deflater, DeflateParams,
                           DeflateSettings, Inflater)
 from wsup.zchannel import (ERR, FLAG_FINAL, OK, OP_DEFLATE, OP_INFLATE, OP_OPEN, OP_RELEASE, REQ,
@@ -48,11 +48,6 @@ RECV_SIZE = 65536
 
 def new_context_id() -> str:
     return "z" + secrets.token_hex(6)
-
-
-class _Crash:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
 
 
 class CompressionActor(SupervisedActor):
@@ -71,9 +66,7 @@ class CompressionActor(SupervisedActor):
         self.released: list[tuple[str, str, int]] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.outbox: queue.SimpleQueue = queue.SimpleQueue()   # channel thread -> Thespian thread
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
+        self.mailbox = Mailbox()   # channel thread -> Thespian thread
         self.thread = threading.Thread(target=self._serve_channel, name=f"zchannel-{connection_id}",
                                        daemon=True)
         self.thread.start()
@@ -81,32 +74,12 @@ class CompressionActor(SupervisedActor):
     # -- Thespian thread ------------------------------------------------------
 
     def watched_fds(self) -> list[int]:
-        return [self.wake_r]
+        return [self.mailbox.fileno()]
 
     def handle_message(self, message: Any, sender: Any) -> None:
-        if isinstance(message, WatchMessage) and self.wake_r in message.ready:
-            try:
-                os.read(self.wake_r, 4096)
-            except BlockingIOError:
-                pass
-            self._drain_outbox()
-
-    def _drain_outbox(self) -> None:
-        while True:
-            try:
-                item = self.outbox.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, _Crash):
-                raise item.exc   # let it crash, in the actor's own thread
-            self.notify_supervisor(item)
-
-    def _post(self, item: Any) -> None:
-        self.outbox.put(item)
-        try:
-            os.write(self.wake_w, b"x")
-        except OSError:
-            pass
+        if isinstance(message, WatchMessage) and self.mailbox.fileno() in message.ready:
+            for notice in self.mailbox.drain():   # a crash of the channel thread re-raises here
+                self.notify_supervisor(notice)
 
     # -- channel thread -------------------------------------------------------
 
@@ -134,7 +107,7 @@ class CompressionActor(SupervisedActor):
                         sock.shutdown(socket.SHUT_RDWR)
                     except OSError:
                         pass
-            self._post(_Crash(exc))
+            self.mailbox.crash(exc)
 
     @staticmethod
     def _peer_is_us(chan: socket.socket) -> bool:
@@ -209,7 +182,7 @@ class CompressionActor(SupervisedActor):
                                  p.server_no_context_takeover)
         self.inflater = Inflater(new_context_id(), p.inflate_window_bits, p.client_no_context_takeover,
                                  self.max_message_size, s.max_inflate_ratio, zdict=zdict)
-        self._post(("compression.opened", [
+        self.mailbox.put(("compression.opened", [
             {"context_id": c.context_id, "direction": c.direction, "window_bits": c.window_bits,
              "owner": os.getpid(), "primed_bytes": len(zdict) if c is self.inflater else 0}
             for c in (self.deflater, self.inflater)]))
@@ -233,7 +206,7 @@ class CompressionActor(SupervisedActor):
                               cause=cause)
         if newly:
             self.released.extend(newly)
-            self._post(("compression.released", newly))
+            self.mailbox.put(("compression.released", newly))
 
     def terminate(self, reason: Any) -> None:
         if isinstance(reason, Error):
@@ -253,17 +226,10 @@ class CompressionActor(SupervisedActor):
             self._release_all(cause)
         self.thread.join(timeout=1.0)
         self.listen.close()
-        self._drain_notices()
-
-    def _drain_notices(self) -> None:
-        """Send what the channel thread left (the exit report repeats the releases)."""
-        while True:
-            try:
-                item = self.outbox.get_nowait()
-            except queue.Empty:
-                return
-            if not isinstance(item, _Crash):
-                self.notify_supervisor(item)
+        # What the channel thread left (the exit report repeats the releases).
+        for notice in self.mailbox.drain(raise_crash=False):
+            self.notify_supervisor(notice)
+        self.mailbox.close()
 
     def exit_details(self) -> Any:
         return {"released": list(self.released)}

@@ -12,8 +12,6 @@ creates actors, so its socket exists in its process only.
 
 from __future__ import annotations
 
-import os
-import queue
 import threading
 from typing import Any
 
@@ -21,6 +19,7 @@ from thespian.actors import WatchMessage
 
 from actors.compression import CompressionActor
 from supervisors import TRANSIENT, ChildSpec, SupervisedActor, faults
+from supervisors.mailbox import Mailbox
 from supervisors.messages import Reply, StartChild
 from wsup.app import load_app
 from wsup.config import ServerConfig
@@ -35,29 +34,18 @@ class ConnectionActor(SupervisedActor):
         self.config = config
         self.connection_id = connection_id
         sock = collect_socket(config.handoff_name, connection_id)
-        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        self.mailbox = Mailbox()   # the connection's loop -> Thespian thread
         self.connection = Connection(config, connection_id, tuple(peer), sock, load_app(config.app),
-                                     self.log, self.myAddress, self._from_loop)
+                                     self.log, self.myAddress, self.mailbox)
         self.thread = threading.Thread(target=self.connection.run, name=f"ws-{connection_id}", daemon=True)
         self.thread.start()
 
     def watched_fds(self) -> list[int]:
-        return [self._wake_r]
-
-    # -- the loop -> Thespian ----------------------------------------------------
-
-    def _from_loop(self, item: tuple) -> None:
-        self._outbox.put(item)
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        return [self.mailbox.fileno()]
 
     def handle_message(self, message: Any, sender: Any) -> None:
         if isinstance(message, WatchMessage):
-            if self._wake_r in message.ready:
+            if self.mailbox.fileno() in message.ready:
                 self._drain()
         elif isinstance(message, Reply) and sender == self.supervisor:
             self.connection.post(("compression", message.result))
@@ -65,18 +53,8 @@ class ConnectionActor(SupervisedActor):
             self.connection.post(("info", message))
 
     def _drain(self) -> None:
-        try:
-            os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            pass
-        while True:
-            try:
-                item = self._outbox.get_nowait()
-            except queue.Empty:
-                return
+        for item in self.mailbox.drain():   # the loop's crash re-raises here: let it crash
             kind = item[0]
-            if kind == "crash":
-                raise item[1]   # let it crash, in the actor's own thread
             if kind == "stop":
                 self.stop(item[1])
             elif kind == "start_compression":
@@ -100,3 +78,4 @@ class ConnectionActor(SupervisedActor):
         self.connection.post(("exit",))
         self.thread.join(timeout=EXIT_JOIN_TIMEOUT)
         self.connection.final_close(reason)
+        self.mailbox.close()

@@ -30,7 +30,7 @@ import os
 import signal
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
@@ -660,30 +660,32 @@ class Supervisor(SupervisedActor):
             self._remove(child)
         return "ok"
 
-    def _req_restart_child(self, req: RestartChild):
+    def _stopped_child(self, child_id: Any) -> tuple[Child | None, Any]:
+        """(the child, None) if ``child_id`` names a child that is not
+        running, else (None, OTP's error) — for restart_child / delete_child."""
         if self.dynamic:
-            return ("error", "simple_one_for_one")
-        child = self._find(req.child_id)
+            return None, ("error", "simple_one_for_one")
+        child = self._find(child_id)
         if child is None:
-            return ("error", "not_found")
+            return None, ("error", "not_found")
         if child.alive:
-            return ("error", "running")
+            return None, ("error", "running")
         if child.state == RESTARTING:
-            return ("error", "restarting")
+            return None, ("error", "restarting")
+        return child, None
+
+    def _req_restart_child(self, req: RestartChild):
+        child, error = self._stopped_child(req.child_id)
+        if error:
+            return error
         result = yield from self._start(child)
         return result
 
     def _req_delete_child(self, req: DeleteChild):
         yield from ()
-        if self.dynamic:
-            return ("error", "simple_one_for_one")
-        child = self._find(req.child_id)
-        if child is None:
-            return ("error", "not_found")
-        if child.alive:
-            return ("error", "running")
-        if child.state == RESTARTING:
-            return ("error", "restarting")
+        child, error = self._stopped_child(req.child_id)
+        if error:
+            return error
         self._remove(child)
         return "ok"
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import os
-import queue
 import select
 import socket
 import time
-from typing import Any, Callable
+from typing import Any
 
 from supervisors import NORMAL, SHUTDOWN, Error, faults
+from supervisors.mailbox import Mailbox
 from wsup.config import ServerConfig
 from wsup.deflate import DeflateParams, negotiate
 from wsup.handshake import ServerHandshake
@@ -73,7 +72,7 @@ class Conn:
 
 class Connection:
     def __init__(self, config: ServerConfig, connection_id: str, peer: tuple, sock: socket.socket,
-                 app_cls: type, log: Any, address: Any, to_actor: Callable[[tuple], None]) -> None:
+                 app_cls: type, log: Any, address: Any, to_actor: Mailbox) -> None:
         self.config = config
         self.connection_id = connection_id
         self.peer = peer
@@ -102,9 +101,7 @@ class Connection:
         self._app_terminated = False
         self._timers: list = []
         self._seq = itertools.count()
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        self._inbox = Mailbox()   # Thespian thread -> the loop
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -116,10 +113,6 @@ class Connection:
         """From the Thespian thread: ("info", msg), ("compression", result),
         ("shutdown",) or ("exit",)."""
         self._inbox.put(item)
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
 
     # -- the loop (its own thread) ------------------------------------------------
 
@@ -128,11 +121,11 @@ class Connection:
             self._loop()
         except BaseException as exc:   # the app or we failed: the actor crashes
             self.done = True
-            self.to_actor(("crash", exc))
+            self.to_actor.crash(exc)
 
     def _loop(self) -> None:
         poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._inbox.fileno(), select.POLLIN)
         reading = None   # the socket's fd while we read it
         while not self.done:
             want = self.sock.fileno() if self.sock is not None and self._pending_open is None else None
@@ -146,7 +139,7 @@ class Connection:
             if self._timers:
                 timeout = max(0.0, self._timers[0][0] - time.monotonic()) * 1000
             for fd, _ev in poller.poll(timeout):
-                if fd == self._wake_r:
+                if fd == self._inbox.fileno():
                     self._drain_inbox()
                 elif fd == reading and self.sock is not None:
                     self._on_readable()
@@ -155,14 +148,8 @@ class Connection:
             self._run_timers()
 
     def _drain_inbox(self) -> None:
-        try:
-            os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            pass
-        while not self.done:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
+        for item in self._inbox.drain():
+            if self.done:
                 return
             kind = item[0]
             if kind == "info":
@@ -259,7 +246,7 @@ class Connection:
         if self.deflate is not None:
             name = channel_name(cfg.handoff_name, self.connection_id)
             # The actor asks our supervisor for a CompressionActor beside us.
-            self.to_actor(("start_compression", name, self.deflate))
+            self.to_actor.put(("start_compression", name, self.deflate))
             self.log.info("compression.negotiated", **self.deflate.agreed, response=self.deflate.response,
                           deflate_window_bits=self.deflate.deflate_window_bits,
                           inflate_window_bits=self.deflate.inflate_window_bits)
@@ -315,7 +302,7 @@ class Connection:
         self._close_socket()
         self.log.warning("connection.rejected", status=status, reason=reason, path=path)
         self.done = True
-        self.to_actor(("stop", NORMAL))
+        self.to_actor.put(("stop", NORMAL))
 
     # -- timers ---------------------------------------------------------------------
 
@@ -464,7 +451,7 @@ class Connection:
         self._log_closed()
         self.done = True
         self._terminate_app(self.app_reason)
-        self.to_actor(("stop", self.stop_reason))
+        self.to_actor.put(("stop", self.stop_reason))
 
     def final_close(self, reason: Any) -> None:
         """The actor is ending (any reason); the loop has exited.  Close what
@@ -486,8 +473,4 @@ class Connection:
             self._terminate_app(reason if isinstance(reason, Error) else self.app_reason)
         finally:
             self._close_socket()
-            for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            self._inbox.close()

@@ -26,7 +26,7 @@ import json
 import socket
 import struct
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from wsup.deflate import CompressionError, DeflateParams
 
