@@ -1,0 +1,136 @@
+"""Smoke tests of the benchmark (bench/loadgen.py, wsup/bench.py): it runs,
+produces numbers and verifies echoes.  No timing assertions: ratios are
+reported, never asserted (docs/performance.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _loadgen():
+    spec = importlib.util.spec_from_file_location("loadgen_under_test", os.path.join(ROOT, "bench", "loadgen.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+loadgen = _loadgen()
+
+
+def test_prepared_frames_are_what_a_websocket_library_decodes():
+    """The pre-compressed, pre-masked frames inflate to the payload."""
+    import zlib
+    for m in loadgen.make_messages(1024, 3) + loadgen.make_messages(200, 2, wbits=9):
+        frame = m.deflated
+        assert frame[0] == 0xC1                     # FIN, RSV1, text
+        n = frame[1] & 0x7F
+        off = 2 + (2 if n == 126 else 0)
+        n = int.from_bytes(frame[2:4], "big") if n == 126 else n
+        key, body = frame[off:off + 4], frame[off + 4:]
+        assert len(body) == n
+        data = bytes(b ^ key[i % 4] for i, b in enumerate(body))
+        assert zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff") == m.payload
+        assert len(m.payload) in (1024, 200) and m.compressed_size < len(m.payload)
+
+
+@pytest.fixture
+def websockets_server():
+    """A websockets server in a thread; the handler is set by the test."""
+    from websockets.asyncio.server import serve
+
+    state = {"handler": None}
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+
+    async def handler(ws):
+        await state["handler"](ws)
+
+    async def main():
+        state["stop"] = asyncio.Event()
+        async with serve(handler, "127.0.0.1", 0) as server:
+            state["port"] = server.sockets[0].getsockname()[1]
+            ready.set()
+            await state["stop"].wait()
+
+    t = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    t.start()
+    assert ready.wait(10)
+    yield state
+    loop.call_soon_threadsafe(state["stop"].set)
+    t.join(10)
+
+
+def _run_loadgen(capsys, *argv):
+    rc = loadgen.main(list(argv))
+    return rc, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("compression", ["--compression", "--no-compression"])
+def test_loadgen_verifies_echoes(websockets_server, capsys, compression):
+    async def echo(ws):
+        async for m in ws:
+            await ws.send(m)
+    websockets_server["handler"] = echo
+    rc, out = _run_loadgen(capsys, "echo", "--port", str(websockets_server["port"]), "--conns", "3",
+                           "--duration", "0.3", "--warmup", "0.1", compression)
+    assert rc == 0 and out["ok"], out
+    assert out["messages"] > 0 and out["verified"] >= out["messages"] and out["mismatches"] == 0
+    assert out["deflate_negotiated"] == (3 if compression == "--compression" else 0)
+    assert out["p50_ms"] is not None and out["gen_cpu"] is not None
+
+
+def test_loadgen_detects_a_wrong_echo(websockets_server, capsys):
+    async def corrupt(ws):
+        async for m in ws:
+            await ws.send(m[:-1] + "!")
+    websockets_server["handler"] = corrupt
+    rc, out = _run_loadgen(capsys, "echo", "--port", str(websockets_server["port"]), "--conns", "2",
+                           "--duration", "0.3", "--warmup", "0.1")
+    assert rc == 1 and not out["ok"]
+    assert "echo" in out["error"] or out["mismatches"] > 0
+
+
+def test_quick_benchmark_against_wsup(tmp_path):
+    """`wsup bench --quick` against wsup alone, for a few seconds per part:
+    every part produced numbers, every echo was verified, the server exited 0
+    and left no process."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsup.cli", "bench", "--quick", "--servers", "wsup", "--duration", "1",
+         "--warmup", "0.2", "--conns", "1,4", "--mem-conns", "4", "--hold-cap", "8", "--hold-step", "4",
+         "--hold-budget", "20", "--json", str(out), "--keep-logs", str(tmp_path / "logs")],
+        capture_output=True, text=True, cwd=ROOT, timeout=110)
+    assert out.exists(), proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    by_kind: dict[str, list] = {}
+    for run in data["runs"]:
+        by_kind.setdefault(run["kind"], []).append(run["result"])
+    assert set(by_kind) == {"echo", "setup", "memory", "hold"}, proc.stderr[-3000:]
+    assert len(by_kind["echo"]) == 4     # N = 1, 4; with and without compression
+    for r in by_kind["echo"]:
+        assert r["ok"], r
+        assert r["msgs_per_s"] > 0 and r["p50_ms"] is not None and r["p99_ms"] is not None
+        assert r["verified"] >= r["messages"] > 0 and r["mismatches"] == 0
+        assert r["gen_cpu"] is not None and r["server_cpu"] is not None
+    assert [r["deflate_negotiated"] for r in by_kind["echo"]] == [1, 4, 0, 0]
+    for r in by_kind["setup"]:
+        assert r["ok"] and r["handshakes"] > 0, r
+    for r in by_kind["memory"]:
+        assert r["held"] == 4 and r["per_conn_kib"] > 0, r
+    [hold] = by_kind["hold"]
+    assert hold["held"] > 0 and hold["mismatches"] == 0
+    assert data["verified"] > 0 and data["mismatches"] == 0
+    for name, s in data["servers"].items():
+        assert s["exit"] == 0, (name, s)
+    assert not [p for p in data["problems"] if "left" in p], data["problems"]
+    assert "| echo N=1 deflate: msgs/s ↑ |" in proc.stdout
