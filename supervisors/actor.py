@@ -34,7 +34,11 @@ from .messages import ChildNotice, Exiting, Init, InitAck, InitFailed, ShutdownR
 
 # If the supervisor does not end us within this many seconds after our exit
 # report (it died, or is stuck), we exit by ourselves.
-SELF_EXIT_AFTER = 5.0
+SELF_EXIT_AFTER = 10.0
+# The report is sent again this often until the supervisor answers: under
+# overload Thespian can drop a message (seen with ~900 connections closing at
+# once), and a lost report would make a clean exit look like a kill.
+REPORT_RESEND = 1.0
 _SELF_EXIT = "__supervisors_self_exit__"
 
 NEW, RUNNING, EXITING = "new", "running", "exiting"
@@ -103,6 +107,7 @@ class SupervisedActor(Actor):
     _sup_current_message = None
     _sup_log_context: dict = {}
     _sup_token = 0
+    _sup_report: Any = None
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
         phase = self._sup_phase
@@ -118,8 +123,9 @@ class SupervisedActor(Actor):
                 return self._watch()
             return None  # nothing is handled before Init
         if phase == EXITING:
-            if isinstance(message, WakeupMessage) and message.payload == _SELF_EXIT:
-                self.send(self.myAddress, ActorExitRequest(recursive=False))
+            if (isinstance(message, WakeupMessage) and isinstance(message.payload, tuple)
+                    and message.payload[:1] == (_SELF_EXIT,)):
+                self._waiting_to_exit(message.payload[1])
             return None  # a dead actor walking handles nothing
         if isinstance(message, ShutdownRequest) and sender == self._sup_parent:
             self._on_shutdown_request()
@@ -176,8 +182,19 @@ class SupervisedActor(Actor):
 
     def _fail_init(self, reason: Any) -> None:
         self._sup_phase = EXITING
-        self.send(self._sup_parent, InitFailed(os.getpid(), reason, self._sup_token))
-        self.wakeupAfter(SELF_EXIT_AFTER, payload=_SELF_EXIT)
+        self._sup_report = InitFailed(os.getpid(), reason, self._sup_token)
+        self.send(self._sup_parent, self._sup_report)
+        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, 1))
+
+    def _waiting_to_exit(self, n: int) -> None:
+        """Reported, not yet ended by the supervisor: report again, and after
+        SELF_EXIT_AFTER give up waiting (the supervisor is gone or stuck)."""
+        if n * REPORT_RESEND >= SELF_EXIT_AFTER:
+            self.send(self.myAddress, ActorExitRequest(recursive=False))
+            return
+        if self._sup_report is not None and self._sup_parent is not None:
+            self.send(self._sup_parent, self._sup_report)
+        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, n + 1))
 
     def _on_shutdown_request(self) -> None:
         """Workers stop at once; supervisors override this to stop their
@@ -209,11 +226,12 @@ class SupervisedActor(Actor):
         if not crashed:
             self._sup_log.info("actor.stopped", reason=reasons.to_json(reason))
         self._report_exit(reason)
-        self.wakeupAfter(SELF_EXIT_AFTER, payload=_SELF_EXIT)
+        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, 1))
 
     def _report_exit(self, reason: Any) -> None:
         if self._sup_parent is not None:
-            self.send(self._sup_parent, Exiting(reason, self.exit_details(), self._sup_token))
+            self._sup_report = Exiting(reason, self.exit_details(), self._sup_token)
+            self.send(self._sup_parent, self._sup_report)
 
 
 def _jsonable(value: Any) -> Any:
