@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import zlib
 
 import pytest
 from logutil import contexts_released_once, wait_until
 from rawws import RawClient
+from treeutil import children_by_id, the_connection_subtree
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
@@ -311,8 +311,7 @@ def test_connection_actor_sigkilled(server):
     with deflate_client(server) as c:
         c.send(text(100))
         c.recv()
-        [(_, per_conn, _, _)] = server.runtime.which_children(server.child("connections"))
-        actor = dict((cid, ref) for cid, ref, _, _ in server.runtime.which_children(per_conn))["connection"]
+        actor = children_by_id(server.runtime, the_connection_subtree(server))["connection"]
         os.kill(actor.pid, signal.SIGKILL)
         with pytest.raises(ConnectionClosed):
             c.recv(timeout=5)

@@ -10,16 +10,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import zlib
 
 import pytest
 from logutil import Log, contexts_released_once, wait_until
 from rawws import RawClient
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from treeutil import children_by_id, the_connection_subtree
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from supervisors import ChildRef
 from supervisors import _platform
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,15 +35,6 @@ def log_check(path):
     r = subprocess.run([sys.executable, "-m", "wsup.cli", "logs", str(path), "--check"],
                        capture_output=True, text=True, timeout=120)
     return r.returncode, r.stdout + r.stderr
-
-
-def children(rt, sup):
-    return {cid: ref for cid, ref, _, _ in rt.which_children(sup)}
-
-
-def per_connection(server):
-    [(_, per_conn, _, _)] = server.runtime.which_children(server.child("connections"))
-    return per_conn
 
 
 def test_compression_actor_raises_mid_message(make_server, inject):
@@ -86,7 +76,7 @@ def test_connection_actor_killed_while_its_compression_actor_is_busy(make_server
         assert c.recv() == text(100)
         c.send(text(100, 1))                     # this inflate hangs
         server.log.wait_for("fault.injected", point="compression.inflate")
-        actor = children(server.runtime, per_connection(server))["connection"]
+        actor = children_by_id(server.runtime, the_connection_subtree(server))["connection"]
         os.kill(actor.pid, signal.SIGKILL)
         with pytest.raises(ConnectionClosed):
             c.recv(timeout=10)

@@ -10,6 +10,7 @@ import time
 import pytest
 from logutil import wait_until
 from rawws import RawClient
+from treeutil import running_children, the_connection_subtree
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -307,8 +308,8 @@ def test_handle_info_pushes_from_another_actor(make_server):
     with ws(server, "/room") as c:
         hello = c.recv()
         connection_id = hello.split()[1]
-        per_conn = next(ref for _, ref, _, _ in rt.which_children(server.child("connections")))
-        [(_, actor, _, _)] = rt.which_children(per_conn)
+        per_conn = the_connection_subtree(server)
+        [(_, actor, _, _)] = running_children(rt, per_conn)
         assert isinstance(actor, ChildRef)
         rt.tell(actor, "news")
         assert c.recv() == "pushed: news"
