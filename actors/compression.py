@@ -12,7 +12,10 @@ The ConnectionActor never holds a zlib object.  The records
 ``compression.context.opened`` / ``.released`` are written by the
 ConnectionSupervisor from this actor's notices and exit report (and, if this
 actor is killed, with cause ``owner_died``): one writer, so each context is
-recorded released exactly once.
+recorded released exactly once.  Opening is write-ahead: the contexts' ids
+are recorded by the supervisor (which answers the notice) before the zlib
+objects exist, so a context this actor dies holding is always on record and
+gets its ``owner_died`` release.
 
 Threads: Thespian's loop costs ~0.3 ms per watched-socket event, ten times a
 socket round trip, so the channel is served by one thread of this actor with
@@ -35,7 +38,7 @@ from typing import Any
 
 from thespian.actors import WatchMessage
 
-from supervisors import SHUTDOWN, Error, SupervisedActor, faults
+from supervisors import SHUTDOWN, Error, NoticeReply, SupervisedActor, faults
 from supervisors.mailbox import Mailbox
 from wsup.deflate import (CompressionError, ContextReleased, Deflater, DeflateParams,
                           DeflateSettings, Inflater)
@@ -44,6 +47,7 @@ from wsup.zchannel import (ERR, FLAG_FINAL, OK, OP_DEFLATE, OP_INFLATE, OP_OPEN,
 
 
 RECV_SIZE = 65536
+RECORD_TIMEOUT = 10.0   # the supervisor takes note of new contexts within this
 
 
 def new_context_id() -> str:
@@ -66,6 +70,7 @@ class CompressionActor(SupervisedActor):
         self.released: list[tuple[str, str, int]] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.recorded = threading.Event()   # the supervisor has the open on record
         self.mailbox = Mailbox()   # channel thread -> Thespian thread
         self.thread = threading.Thread(target=self._serve_channel, name=f"zchannel-{connection_id}",
                                        daemon=True)
@@ -80,6 +85,9 @@ class CompressionActor(SupervisedActor):
         if isinstance(message, WatchMessage) and self.mailbox.fileno() in message.ready:
             for notice in self.mailbox.drain():   # a crash of the channel thread re-raises here
                 self.notify_supervisor(notice)
+        elif (isinstance(message, NoticeReply) and sender == self.supervisor
+              and message.payload == ("compression.recorded", self._pending_ids)):
+            self.recorded.set()
 
     # -- channel thread -------------------------------------------------------
 
@@ -173,19 +181,40 @@ class CompressionActor(SupervisedActor):
             raise ContextReleased("no inflate context")
         return self.inflater
 
+    _pending_ids: tuple = ()
+
     def _open(self, zdict: bytes) -> None:
-        """Open this actor's contexts (once; a second OPEN reuses them)."""
+        """Open this actor's contexts (once; a second OPEN reuses them).
+
+        Write-ahead: first the supervisor records them (and answers), then
+        the zlib objects are made.  Dying in between leaves contexts on
+        record that never existed, released as owner_died: never the
+        reverse, a context in use that the log does not know."""
         if self.deflater is not None:
             return
         p, s = self.params, self.settings
-        self.deflater = Deflater(new_context_id(), p.deflate_window_bits, s.level, s.mem_level,
-                                 p.server_no_context_takeover)
-        self.inflater = Inflater(new_context_id(), p.inflate_window_bits, p.client_no_context_takeover,
-                                 self.max_message_size, s.max_inflate_ratio, zdict=zdict)
+        ids = (new_context_id(), new_context_id())
+        self._pending_ids = ids
+        self.recorded.clear()
         self.mailbox.put(("compression.opened", [
-            {"context_id": c.context_id, "direction": c.direction, "window_bits": c.window_bits,
-             "owner": os.getpid(), "primed_bytes": len(zdict) if c is self.inflater else 0}
-            for c in (self.deflater, self.inflater)]))
+            {"context_id": ids[0], "direction": "deflate", "window_bits": p.deflate_window_bits,
+             "owner": os.getpid(), "primed_bytes": 0},
+            {"context_id": ids[1], "direction": "inflate", "window_bits": p.inflate_window_bits,
+             "owner": os.getpid(), "primed_bytes": len(zdict)}]))
+        deadline = RECORD_TIMEOUT
+        while not self.recorded.wait(0.05):
+            if self.stopping.is_set():
+                raise ContextReleased("stopping before the contexts were opened")
+            deadline -= 0.05
+            if deadline <= 0:
+                raise RuntimeError("the supervisor did not record the new contexts in "
+                                   f"{RECORD_TIMEOUT:.0f} s")
+        if faults.ACTIVE:
+            faults.point("compression.open")
+        self.deflater = Deflater(ids[0], p.deflate_window_bits, s.level, s.mem_level,
+                                 p.server_no_context_takeover)
+        self.inflater = Inflater(ids[1], p.inflate_window_bits, p.client_no_context_takeover,
+                                 self.max_message_size, s.max_inflate_ratio, zdict=zdict)
 
     # -- release: either thread, under the lock ---------------------------------
 

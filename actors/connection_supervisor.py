@@ -54,15 +54,17 @@ class ConnectionSupervisor(Supervisor):
         first = [c for c in children if c.spec.id == CONNECTION]
         return first + [c for c in reversed(children) if c.spec.id != CONNECTION]
 
-    def handle_child_notice(self, spec: ChildSpec, pid: int | None, payload: Any) -> None:
+    def handle_child_notice(self, spec: ChildSpec, pid: int | None, payload: Any) -> Any:
         kind, items = payload
         if kind == "compression.opened":
+            # write-ahead: on record before the CompressionActor makes them (it waits for the answer)
             for ctx in items:
                 self._open_contexts[ctx["context_id"]] = ctx["owner"]
                 self._rlog.info("compression.context.opened", child_id=COMPRESSION, context_id=ctx["context_id"],
                                 direction=ctx["direction"], window_bits=ctx["window_bits"],
                                 owner_pid=ctx["owner"], owner_actor="CompressionActor",
                                 primed_bytes=ctx.get("primed_bytes", 0))
+            return ("compression.recorded", tuple(ctx["context_id"] for ctx in items))
         elif kind == "compression.released":
             for context_id, cause, by in items:
                 self._record_release(context_id, cause, by)

@@ -11,7 +11,7 @@ from . import _platform  # noqa: F401  (loopback-only Thespian sockets, before a
 from .actor import SupervisedActor
 from .application import ApplicationExit
 from .log import LogConfig, get_logger
-from .messages import ChildRef
+from .messages import ChildRef, NoticeReply
 from .reasons import KILLED, NORMAL, SHUTDOWN, Error, is_normal, shutdown_with
 from .runtime import Runtime, StartError
 from .spec import (ALL_SIGNIFICANT, ANY_SIGNIFICANT, BRUTAL_KILL, INFINITY, NEVER,
@@ -22,7 +22,7 @@ from .supervisor import Supervisor
 
 __all__ = [
     "SupervisedActor", "Supervisor", "Runtime", "StartError", "ApplicationExit",
-    "ChildSpec", "SupFlags", "supervisor_spec", "ChildRef", "LogConfig", "get_logger",
+    "ChildSpec", "SupFlags", "supervisor_spec", "ChildRef", "NoticeReply", "LogConfig", "get_logger",
     "Error", "NORMAL", "SHUTDOWN", "KILLED", "is_normal", "shutdown_with",
     "PERMANENT", "TRANSIENT", "TEMPORARY", "BRUTAL_KILL", "INFINITY", "WORKER", "SUPERVISOR",
     "ONE_FOR_ONE", "ONE_FOR_ALL", "REST_FOR_ONE", "SIMPLE_ONE_FOR_ONE",

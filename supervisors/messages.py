@@ -77,6 +77,13 @@ class ChildNotice:
 
 
 @dataclass
+class NoticeReply:
+    """The supervisor's answer to a ChildNotice (what handle_child_notice
+    returned, when not None); reaches the child's handle_message."""
+    payload: Any
+
+
+@dataclass
 class _Request:
     ref: int = 0
 

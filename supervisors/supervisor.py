@@ -39,7 +39,7 @@ from . import log as _log
 from .actor import RUNNING, SupervisedActor
 from .intensity import RestartIntensity
 from .messages import (ChildNotice, ChildRef, CountChildren, DeleteChild, Exiting, GetChildspec, Init,
-                       InitAck, InitFailed, Reply, RestartChild, ShutdownRequest, StartChild,
+                       InitAck, InitFailed, NoticeReply, Reply, RestartChild, ShutdownRequest, StartChild,
                        TerminateChild, WhichChildren, _Request)
 from .reasons import KILLED, NORMAL, SHUTDOWN, Error, is_normal, to_json
 from .spec import (ALL_SIGNIFICANT, ANY_SIGNIFICANT, BRUTAL_KILL, INFINITY, NEVER, ONE_FOR_ALL,
@@ -171,7 +171,9 @@ class Supervisor(SupervisedActor):
         elif isinstance(message, ChildNotice):
             child = self._by_incarnation.get(message.token)
             if child is not None and not child.dead:
-                self.handle_child_notice(child.spec, child.pid, message.payload)
+                answer = self.handle_child_notice(child.spec, child.pid, message.payload)
+                if answer is not None:
+                    self.send(sender, NoticeReply(answer))
         elif isinstance(message, ChildActorExited):
             for child in self._at_address(message.childAddress):
                 if child.pid is not None and _platform.process_alive(child.pid, child.start_time):
@@ -478,8 +480,10 @@ class Supervisor(SupervisedActor):
         children: reverse start order, as OTP."""
         return list(reversed(children))
 
-    def handle_child_notice(self, spec: ChildSpec, pid: int | None, payload: Any) -> None:
-        """A running child sent ``notify_supervisor(payload)``."""
+    def handle_child_notice(self, spec: ChildSpec, pid: int | None, payload: Any) -> Any:
+        """A running child sent ``notify_supervisor(payload)``.  A result other
+        than None is sent back to it as ``NoticeReply(result)`` (a child that
+        must not act before its supervisor has taken note waits for it)."""
 
     def handle_child_exit(self, spec: ChildSpec, pid: int | None, reason: Any, details: Any,
                           reported: bool) -> None:

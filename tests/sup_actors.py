@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from supervisors import SupervisedActor, shutdown_with
+from supervisors import NoticeReply, SupervisedActor, Supervisor, shutdown_with
 
 
 class Worker(SupervisedActor):
@@ -39,7 +39,21 @@ class Worker(SupervisedActor):
             self.stop("some_other_reason")
         elif msg == "hang":
             time.sleep(3600)
+        elif isinstance(msg, tuple) and msg[:1] == ("note",):
+            self.asker = sender
+            self.notify_supervisor(msg[1])
+        elif isinstance(msg, NoticeReply):
+            self.send(self.asker, ("answered", msg.payload, sender == self.supervisor))
 
     def terminate(self, reason):
         if self.stop_delay:
             time.sleep(self.stop_delay)
+
+
+class NotingSupervisor(Supervisor):
+    """Answers its children's notices with what it took note of (ignores "quiet")."""
+
+    def handle_child_notice(self, spec, pid, payload):
+        if payload == "quiet":
+            return None
+        return ("noted", spec.id, pid, payload)

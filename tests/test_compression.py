@@ -332,6 +332,24 @@ def test_killed_during_inflate(make_server, inject):
     assert server.log.events("fault.injected", point="compression.inflate", action="exit")
 
 
+def test_killed_while_opening_its_contexts(make_server, inject):
+    """Opening is write-ahead: the contexts are on record before they exist,
+    so an actor dying while it opens them leaves them released (owner_died)."""
+    inject("compression.open:exit:once")
+    server = make_server()
+    with deflate_client(server) as c:
+        for i in range(4):
+            c.send(text(300, i))
+            assert c.recv() == text(300, i)
+    wait_closed(server)
+    causes = contexts_released_once(server.log)
+    assert sorted(causes.values()) == ["close", "close", "owner_died", "owner_died"]
+    [fault] = server.log.events("fault.injected", point="compression.open")
+    opened = server.log.events("compression.context.opened")
+    assert {r["context_id"] for r in opened if r["owner_pid"] == fault["pid"]} == \
+        {k for k, v in causes.items() if v == "owner_died"}
+
+
 def test_killed_during_release(make_server, inject):
     inject("compression.release:exit:once")
     server = make_server()

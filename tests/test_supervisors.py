@@ -11,7 +11,7 @@ import time
 
 import pytest
 from logutil import Log, wait_until
-from sup_actors import Worker
+from sup_actors import NotingSupervisor, Worker
 
 from supervisors import (ALL_SIGNIFICANT, ANY_SIGNIFICANT, BRUTAL_KILL, INFINITY, ONE_FOR_ALL,
                          ONE_FOR_ONE, PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE, TEMPORARY,
@@ -167,6 +167,16 @@ def test_crash_restarts_a_fresh_actor(runtime, log):
     assert crash["message_type"] == "str"
     assert crash["actor"] == "Worker"
     assert new != a.pid
+
+
+def test_a_supervisor_answers_a_child_notice(runtime):
+    """handle_child_notice's result goes back to the child as NoticeReply
+    (a child that must not act before its supervisor took note waits for it)."""
+    runtime.start(supervisor_spec("root", SupFlags(strategy=ONE_FOR_ONE), [worker("a")],
+                                  actor_class=NotingSupervisor))
+    a = refs(runtime)["a"]
+    assert runtime.ask(a, ("note", {"k": 1}), timeout=5) == ("answered", ("noted", "a", a.pid, {"k": 1}), True)
+    assert runtime.ask(a, ("note", "quiet"), timeout=1) is None   # None: no answer is sent
 
 
 # -- restart intensity -------------------------------------------------------------------

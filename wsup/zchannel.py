@@ -112,20 +112,26 @@ class CompressionClient:
     # -- the channel ----------------------------------------------------------
 
     def _connect(self, zdict: bytes, deadline: float | None = None) -> None:
+        """Connect and open contexts; an actor that dies before it has opened
+        them (or refuses us) is waited for until its restart, up to the deadline."""
         deadline = deadline or time.monotonic() + RECONNECT_TIMEOUT
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(RPC_TIMEOUT)
             try:
                 sock.connect("\0" + self.name)
-                break
             except (FileNotFoundError, ConnectionRefusedError):
                 sock.close()
-                if time.monotonic() > deadline:
-                    raise CompressionError(INTERNAL_ERROR, "compression unavailable") from None
-                time.sleep(0.005)
-        self.sock = sock
-        self.context_ids = json.loads(self._call(OP_OPEN, zdict))
+            else:
+                self.sock = sock
+                try:
+                    self.context_ids = json.loads(self._call(OP_OPEN, zdict))
+                    return
+                except _Lost:
+                    pass   # it died while opening: its successor will answer
+            if time.monotonic() > deadline:
+                raise CompressionError(INTERNAL_ERROR, "compression unavailable") from None
+            time.sleep(0.005)
 
     def _call(self, op: int, payload: bytes, flags: int = 0) -> bytes:
         sock = self.sock
