@@ -35,9 +35,12 @@ from .messages import ChildNotice, Exiting, Init, InitAck, InitFailed, ShutdownR
 # If the supervisor does not end us within this many seconds after our exit
 # report (it died, or is stuck), we exit by ourselves.
 SELF_EXIT_AFTER = 10.0
-# The report is sent again this often until the supervisor answers: under
-# overload Thespian can drop a message (seen with ~900 connections closing at
-# once), and a lost report would make a clean exit look like a kill.
+# The report is sent again until the supervisor answers, after 1, 2, 4, 8 s:
+# under overload Thespian can drop a message (seen with ~900 connections
+# closing at once), and a lost report would make a clean exit look like a
+# kill.  Backing off matters: a supervisor busy with hundreds of exits must
+# not be flooded with copies (each one it answers is a send that Thespian
+# retries once the child is gone).
 REPORT_RESEND = 1.0
 _SELF_EXIT = "__supervisors_self_exit__"
 
@@ -184,17 +187,19 @@ class SupervisedActor(Actor):
         self._sup_phase = EXITING
         self._sup_report = InitFailed(os.getpid(), reason, self._sup_token)
         self.send(self._sup_parent, self._sup_report)
-        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, 1))
+        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, REPORT_RESEND))
 
-    def _waiting_to_exit(self, n: int) -> None:
-        """Reported, not yet ended by the supervisor: report again, and after
-        SELF_EXIT_AFTER give up waiting (the supervisor is gone or stuck)."""
-        if n * REPORT_RESEND >= SELF_EXIT_AFTER:
+    def _waiting_to_exit(self, waited: float) -> None:
+        """Reported ``waited`` s ago, not yet ended by the supervisor: report
+        again (doubling the wait), and after SELF_EXIT_AFTER give up waiting
+        (the supervisor is gone or stuck)."""
+        if waited >= SELF_EXIT_AFTER - 1e-6:
             self.send(self.myAddress, ActorExitRequest(recursive=False))
             return
         if self._sup_report is not None and self._sup_parent is not None:
             self.send(self._sup_parent, self._sup_report)
-        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, n + 1))
+        delay = min(waited, SELF_EXIT_AFTER - waited)
+        self.wakeupAfter(delay, payload=(_SELF_EXIT, waited + delay))
 
     def _on_shutdown_request(self) -> None:
         """Workers stop at once; supervisors override this to stop their
@@ -226,7 +231,7 @@ class SupervisedActor(Actor):
         if not crashed:
             self._sup_log.info("actor.stopped", reason=reasons.to_json(reason))
         self._report_exit(reason)
-        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, 1))
+        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, REPORT_RESEND))
 
     def _report_exit(self, reason: Any) -> None:
         if self._sup_parent is not None:

@@ -47,6 +47,7 @@ from .spec import (ALL_SIGNIFICANT, ANY_SIGNIFICANT, BRUTAL_KILL, INFINITY, NEVE
                    TRANSIENT, ChildSpec, SupFlags)
 
 REPORT_GRACE = 0.1
+EXIT_RESEND = 3.0      # tell a reporting child to exit again after this (a lost request)
 FIRST_CHECK = 0.01     # first liveness check after a sign of death
 MAX_CHECK = 1.0
 
@@ -61,7 +62,8 @@ class Child:
     """One child spec and, while it runs, its process."""
 
     __slots__ = ("spec", "address", "key", "pid", "start_time", "state", "reason", "details",
-                 "reported", "dead", "acked", "kill_sent", "grace_over", "incarnation", "going_since")
+                 "reported", "dead", "acked", "kill_sent", "grace_over", "incarnation", "going_since",
+                 "exit_sent_at")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -82,6 +84,7 @@ class Child:
         self.kill_sent = False
         self.grace_over = False
         self.going_since: float | None = None   # when we learnt it is on its way out
+        self.exit_sent_at: float | None = None  # when we last told it to exit
 
     def begin(self, address: Any, incarnation: int) -> None:
         self._clear()
@@ -225,7 +228,14 @@ class Supervisor(SupervisedActor):
             child.reported = True
             child.reason = message.reason
             child.details = getattr(message, "details", None)
-        self.send(child.address, ActorExitRequest(recursive=False))
+        # Once; again only if the child still reports after a while (the
+        # request was lost).  Answering every copy of a report floods a busy
+        # supervisor with sends to children already gone (Thespian retries
+        # each: seen as a 300-connection close that made SIGTERM time out).
+        now = time.monotonic()
+        if not child.dead and (child.exit_sent_at is None or now - child.exit_sent_at >= EXIT_RESEND):
+            child.exit_sent_at = now
+            self.send(child.address, ActorExitRequest(recursive=False))
         self._going(child)
         if child.dead:
             self._death_complete(child)

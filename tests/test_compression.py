@@ -293,7 +293,7 @@ def test_compression_actor_sigkilled_is_invisible_to_the_client(server, offer):
         for i in range(5):
             c.send(text(300, i))
             assert c.recv() == text(300, i)
-        [pid] = compression_pids(server)
+        [pid] = wait_until(lambda: compression_pids(server))
         os.kill(pid, signal.SIGKILL)
         for i in range(5, 15):
             c.send(text(300, i))   # references the window from before the kill

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import sys
 import zlib
 
@@ -164,3 +165,51 @@ def test_chaos_long_run(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "corrupted" in r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # websockets: connect() outside a with
+def test_mass_close_then_sigterm(tmp_path):
+    """300 compressed connections close at once (900 processes end), then
+    SIGTERM: the server exits 0 promptly with nothing left.  Before exits were
+    answered once, the `connections` supervisor answered every re-sent exit
+    report with a send to a child already gone; Thespian's retries of those
+    sends kept it busy for 14-40 s, and SIGTERM then timed out (exit 1)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from websockets.sync.client import ClientConnection
+
+    log = tmp_path / "serve.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "wsup.cli", "serve", "--port", "0", "--log-file", str(log),
+                             "--ping-interval", "off", "--max-connections", "1000"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().split()[-1]
+        admin = wait_until(lambda: next((p for p in _platform.children_of(proc.pid)
+                                         if _platform.process_group_of(p) == p), None))
+
+        def one(_) -> ClientConnection:
+            c = connect(url, compression="deflate", open_timeout=60)
+            c.send("hello")
+            assert c.recv() == "hello"
+            return c
+
+        with ThreadPoolExecutor(4) as pool:
+            clients = list(pool.map(one, range(300)))
+        with ThreadPoolExecutor(50) as pool:
+            list(pool.map(lambda c: c.close(), clients))
+        records = Log(log)
+        wait_until(lambda: len(records.events("actor.stopped", actor="ConnectionSupervisor")) == 300, timeout=60)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert time.monotonic() - t < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert _platform.live_group_members(admin) == []
+    assert not Log(log).events("supervisor.child.terminated")   # no clean exit taken for a kill
+    status, out = log_check(log)
+    assert status == 0, out
