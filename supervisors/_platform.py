@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 
@@ -109,6 +110,25 @@ def become_subreaper() -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
+def signal_process(pid: int, start_time: int, sig: int) -> bool:
+    """Send ``sig`` to the process (pid, start_time) if it still exists:
+    through a pidfd, so a pid reused by another process is never hit.
+    Returns False if it was gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if process_start_time(pid) != start_time:
+            return False
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def process_start_time(pid: int) -> int | None:
     """The start time (clock ticks since boot) of a live, non-zombie process,
     or None if it is gone or a zombie.  Used with the pid to tell a process
@@ -125,7 +145,27 @@ def process_alive(pid: int, start_time: int | None) -> bool:
 
 
 def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket() as s:
+    """A port that is free now and stays out of the kernel's way: it is
+    chosen below the ephemeral range, so the ports the kernel hands out
+    meanwhile (every Thespian actor's socket, every outgoing connection's
+    local port) cannot take it before its user binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    rng = random.SystemRandom()
+    if low > 2048:
+        for _ in range(200):
+            port = rng.randrange(1024 if low <= 10000 else 10000, low)
+            with socket.socket(family) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket(family) as s:   # no room below the range: any free port
         s.bind((host, 0))
         return s.getsockname()[1]
 

@@ -228,14 +228,18 @@ class Supervisor(SupervisedActor):
             child.reported = True
             child.reason = message.reason
             child.details = getattr(message, "details", None)
-        # Once; again only if the child still reports after a while (the
-        # request was lost).  Answering every copy of a report floods a busy
-        # supervisor with sends to children already gone (Thespian retries
-        # each: seen as a 300-connection close that made SIGTERM time out).
+        # End it once, with a signal: it has run terminate and told us why,
+        # and its process is ours (forked by us).  A Thespian message per
+        # exit (ActorExitRequest) cost a transmit each, retried when the
+        # child was already gone; with hundreds exiting at once those
+        # transmits kept this supervisor busy for a minute (a 700-connection
+        # close made SIGTERM time out).  Without a pid (never acked): the
+        # message, again only if the child still reports after a while.
         now = time.monotonic()
         if not child.dead and (child.exit_sent_at is None or now - child.exit_sent_at >= EXIT_RESEND):
             child.exit_sent_at = now
-            self.send(child.address, ActorExitRequest(recursive=False))
+            if not self._end_reported(child):
+                self.send(child.address, ActorExitRequest(recursive=False))
         self._going(child)
         if child.dead:
             self._death_complete(child)
@@ -375,6 +379,14 @@ class Supervisor(SupervisedActor):
             reason = child.reason
         self._forget(child)
         return ("error", reason)
+
+    def _end_reported(self, child: Child) -> bool:
+        """SIGKILL a child that has reported its exit and waits to be ended.
+        False if its pid is not known."""
+        if child.pid is None or child.start_time is None:
+            return False
+        _platform.signal_process(child.pid, child.start_time, signal.SIGKILL)
+        return True
 
     def _kill(self, child: Child) -> None:
         if child.dead:
