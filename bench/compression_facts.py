@@ -26,7 +26,10 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+from rawws import deflate_payload  # noqa: E402
+from recording import RecordingSupervisor  # noqa: E402
 from supervisors import (ChildSpec, LogConfig, Runtime, SupervisedActor, SupFlags,  # noqa: E402
                          supervisor_spec)
 from wsup.config import ServerConfig  # noqa: E402
@@ -85,13 +88,11 @@ def channel_vs_message(n: int, log: str) -> dict:
     with Runtime(log=LogConfig(path=log)) as rt:
         root = rt.start(supervisor_spec("root", SupFlags(), [
             ChildSpec("z", (CompressionActor, ("bench", name, params, DeflateSettings(), 1 << 20))),
-            ChildSpec("echo", (Echo, ())), ChildSpec("pinger", (Pinger, ()))]))
+            ChildSpec("echo", (Echo, ())), ChildSpec("pinger", (Pinger, ()))], actor_class=RecordingSupervisor))
         kids = {cid: ref for cid, ref, _, _ in rt.which_children(root)}
         client = CompressionClient(name, params, 64)
         client.connect()
-        c = zlib.compressobj(6, zlib.DEFLATED, -15)
-        msg = b"hello world " * 85   # ~1 KiB
-        payload = (c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        payload = deflate_payload(b"hello world " * 85)   # ~1 KiB
         times = []
         for _ in range(n):
             t = time.perf_counter()
@@ -150,11 +151,7 @@ def read_frame(s: socket.socket) -> bytes:
 def echo_rtt(port: int, compressed: bool, n: int) -> float:
     s = handshake(port, "permessage-deflate; client_no_context_takeover" if compressed else None)
     msg = b"hello world " * 85
-    if compressed:
-        c = zlib.compressobj(6, zlib.DEFLATED, -15)
-        payload = (c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
-    else:
-        payload = msg
+    payload = deflate_payload(msg) if compressed else msg
     frame = masked_frame(payload, compressed)
     times = []
     for _ in range(n):
@@ -198,8 +195,7 @@ def memory_per_connection(bits: int | None, mem_level: int, n: int, tmp: str) ->
         for _ in range(n):
             s = handshake(port, offer)
             if bits:
-                c = zlib.compressobj(6, zlib.DEFLATED, -bits if bits > 8 else -9)
-                s.sendall(masked_frame((c.compress(text) + c.flush(zlib.Z_SYNC_FLUSH))[:-4], True))
+                s.sendall(masked_frame(deflate_payload(text, wbits=max(bits, 9)), True))
             else:
                 s.sendall(masked_frame(text, False))
             read_frame(s)

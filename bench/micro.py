@@ -22,13 +22,13 @@ import struct
 import sys
 import tempfile
 import time
-import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
-from rawws import RawClient  # noqa: E402
+from rawws import RawClient, deflate_payload  # noqa: E402
+from recording import RecordingSupervisor  # noqa: E402
 
 from supervisors import ChildSpec, LogConfig, Runtime, SupFlags, supervisor_spec  # noqa: E402
 from wsup.config import ServerConfig  # noqa: E402
@@ -62,11 +62,7 @@ def echo(n: int, tmp: str) -> list[str]:
             c = RawClient("127.0.0.1", port, headers=headers)
             for size in (32, 1024):
                 msg = (b"hello world %d " * 200)[:size]
-                if compressed:
-                    co = zlib.compressobj(6, zlib.DEFLATED, -15)
-                    payload = (co.compress(msg) + co.flush(zlib.Z_SYNC_FLUSH))[:-4]
-                else:
-                    payload = msg
+                payload = deflate_payload(msg) if compressed else msg
                 data = frame(payload, compressed)
                 c.send_raw(data)
                 c.recv_frame()
@@ -102,11 +98,11 @@ def channel(n: int, tmp: str) -> float:
     name = f"micro-{os.getpid()}-z"
     with Runtime(log=LogConfig(path=os.path.join(tmp, "chan.jsonl"))) as rt:
         rt.start(supervisor_spec("root", SupFlags(), [
-            ChildSpec("z", (CompressionActor, ("micro", name, params, DeflateSettings(), 1 << 20)))]))
+            ChildSpec("z", (CompressionActor, ("micro", name, params, DeflateSettings(), 1 << 20)))],
+            actor_class=RecordingSupervisor))
         client = CompressionClient(name, params, 64)
         client.connect()
-        co = zlib.compressobj(6, zlib.DEFLATED, -15)
-        payload = (co.compress(b"hello world " * 85) + co.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        payload = deflate_payload(b"hello world " * 85)
         times = []
         for _ in range(n):
             t = time.perf_counter()
