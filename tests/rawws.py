@@ -7,6 +7,15 @@ import os
 import socket
 import struct
 import time
+import zlib
+
+
+def deflate_payload(data: bytes, compressor=None, *, level: int = 6, wbits: int = 15) -> bytes:
+    """One message's payload as a permessage-deflate sender writes it: deflated, sync-flushed,
+    the 00 00 ff ff tail removed (RFC 7692, 7.2.1). Pass *compressor* to keep context
+    takeover across messages; otherwise a fresh raw-deflate compressor of *wbits*."""
+    c = compressor if compressor is not None else zlib.compressobj(level, zlib.DEFLATED, -wbits)
+    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
 
 class RawClient:

@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 from logutil import contexts_released_once, wait_until
-from rawws import RawClient
+from rawws import RawClient, deflate_payload
 from treeutil import children_by_id, the_connection_subtree
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
@@ -43,6 +43,17 @@ def compression_pids(server):
                 if cid == "compression" and isinstance(ref, ChildRef):
                     out.append(ref.pid)
     return out
+
+
+def echo_then_close(server, n):
+    """*n* compressed echoes on one connection, then it closes: the release cause of every
+    context on record (each released exactly once, or the check fails)."""
+    with deflate_client(server) as c:
+        for i in range(n):
+            c.send(text(300, i))
+            assert c.recv() == text(300, i)
+    wait_closed(server)
+    return contexts_released_once(server.log)
 
 
 def wait_closed(server, n=1):
@@ -111,7 +122,7 @@ def test_client_window_8(server):
     block = os.urandom(200)
     for i in range(5):
         msg = block * 30 + bytes([i])
-        c.send_frame(0x2, (comp.compress(msg) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=4)
+        c.send_frame(0x2, deflate_payload(msg, comp), rsv=4)
         f = c.recv_frame()
         out = f[3] if not f[1] else ours.decompress(f[3] + b"\x00\x00\xff\xff")
         assert out == msg
@@ -136,8 +147,7 @@ PMD = {"Sec-WebSocket-Extensions": "permessage-deflate"}
 
 
 def compressed(data, wbits=15):
-    c = zlib.compressobj(9, zlib.DEFLATED, -wbits)
-    return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    return deflate_payload(data, level=9, wbits=wbits)
 
 
 def test_inflate_bomb_closes_1009_with_bounded_memory(server):
@@ -322,12 +332,7 @@ def test_connection_actor_sigkilled(server):
 def test_killed_during_inflate(make_server, inject):
     inject("compression.inflate:exit:once")   # the process dies in the middle of a call
     server = make_server()
-    with deflate_client(server) as c:
-        for i in range(8):
-            c.send(text(300, i))
-            assert c.recv() == text(300, i)
-    wait_closed(server)
-    causes = contexts_released_once(server.log)
+    causes = echo_then_close(server, 8)
     assert sorted(causes.values()) == ["close", "close", "owner_died", "owner_died"]
     assert server.log.events("fault.injected", point="compression.inflate", action="exit")
 
@@ -337,12 +342,7 @@ def test_killed_while_opening_its_contexts(make_server, inject):
     so an actor dying while it opens them leaves them released (owner_died)."""
     inject("compression.open:exit:once")
     server = make_server()
-    with deflate_client(server) as c:
-        for i in range(4):
-            c.send(text(300, i))
-            assert c.recv() == text(300, i)
-    wait_closed(server)
-    causes = contexts_released_once(server.log)
+    causes = echo_then_close(server, 4)
     assert sorted(causes.values()) == ["close", "close", "owner_died", "owner_died"]
     [fault] = server.log.events("fault.injected", point="compression.open")
     opened = server.log.events("compression.context.opened")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import time
@@ -15,12 +14,11 @@ import zlib
 
 import pytest
 from logutil import Log, contexts_released_once, wait_until
-from rawws import RawClient
+from rawws import RawClient, deflate_payload
 from treeutil import children_by_id, the_connection_subtree
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from supervisors import _platform
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PMD = {"Sec-WebSocket-Extensions": "permessage-deflate"}
@@ -48,11 +46,11 @@ def test_compression_actor_raises_mid_message(make_server, inject):
     comp = zlib.compressobj(6, zlib.DEFLATED, -15)
     for i in range(2):   # messages with context takeover first: a window to rebuild
         m = text(400, i).encode()
-        c.send_frame(0x1, (comp.compress(m) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=4)
+        c.send_frame(0x1, deflate_payload(m, comp), rsv=4)
         f = c.recv_frame()
         assert zlib.decompressobj(-15).decompress(f[3] + b"\x00\x00\xff\xff") == m
     msg = (text(2000, 7) + text(300, 2)).encode()
-    payload = (comp.compress(msg) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    payload = deflate_payload(msg, comp)
     third = len(payload) // 3
     c.send_frame(0x1, payload[:third], rsv=4, fin=False)            # inflate call 3
     c.send_frame(0x0, payload[third:2 * third], fin=False)          # call 4: crash here
@@ -90,31 +88,20 @@ def test_connection_actor_killed_while_its_compression_actor_is_busy(make_server
     assert err["reason"] == "killed"
 
 
-def test_root_intensity_exceeded_exits_nonzero_with_nothing_left(tmp_path):
+def test_root_intensity_exceeded_exits_nonzero_with_nothing_left(serve):
     """The listener crashes on every accept: the root supervisor (3 restarts
     in 5 s) gives up, the server exits 1, and no process is left."""
-    log = tmp_path / "serve.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "wsup.cli", "serve", "--port", "0", "--log-file", str(log),
-                             "--fault", "listener.accept:raise"], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(re.search(r":(\d+)$", proc.stdout.readline().strip()).group(1))
-        admin = wait_until(lambda: next((p for p in _platform.children_of(proc.pid)
-                                         if _platform.process_group_of(p) == p), None))
-        records = Log(log)
-        for i in range(4):   # the 4th crash within 5 s is one too many
-            records.wait_for("server.listening", count=i + 1, timeout=10)
-            try:
-                RawClient("127.0.0.1", port, handshake=False, timeout=2).close()
-            except OSError:
-                pass
-            wait_until(lambda: len(records.events("actor.crashed", actor="ListenerActor")) > i, timeout=10)
-        assert proc.wait(timeout=30) == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-    assert _platform.live_group_members(admin) == []
+    sp = serve("--fault", "listener.accept:raise", stderr=None)
+    log, records = sp.log_path, sp.log
+    for i in range(4):   # the 4th crash within 5 s is one too many
+        records.wait_for("server.listening", count=i + 1, timeout=10)
+        try:
+            RawClient("127.0.0.1", sp.port, handshake=False, timeout=2).close()
+        except OSError:
+            pass
+        wait_until(lambda: len(records.events("actor.crashed", actor="ListenerActor")) > i, timeout=10)
+    assert sp.proc.wait(timeout=30) == 1
+    assert sp.processes() == []
     records = Log(log)
     [sd] = records.events("supervisor.shutdown", supervisor="wsup")
     assert sd["reason"] == "reached_max_restart_intensity"
@@ -124,34 +111,24 @@ def test_root_intensity_exceeded_exits_nonzero_with_nothing_left(tmp_path):
     assert status == 0, out
 
 
-def test_sigterm_during_a_chaos_run(tmp_path):
+def test_sigterm_during_a_chaos_run(serve):
     """Echo traffic with compression and kills, then SIGTERM to the server:
     it exits 0, nothing is left, the log check is clean."""
-    log = tmp_path / "serve.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "wsup.cli", "serve", "--port", "0", "--log-file", str(log)],
-                            stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().split()[-1]
-    admin = wait_until(lambda: next((p for p in _platform.children_of(proc.pid)
-                                     if _platform.process_group_of(p) == p), None))
+    sp = serve(stderr=None)
+    log, proc = sp.log_path, sp.proc
     from wsup import chaos
     killer = chaos.Killer(str(log), chaos.DEFAULT_KINDS, __import__("random").Random(7))
 
     async def scenario():
-        traffic = asyncio.ensure_future(chaos._traffic(url, 10, 6.0, 7, 10**9, killer, 0.2))
+        traffic = asyncio.ensure_future(chaos._traffic(sp.url, 10, 6.0, 7, 10**9, killer, 0.2))
         await asyncio.sleep(3.0)
         proc.send_signal(signal.SIGTERM)       # in the middle of it all
         return await traffic
 
-    try:
-        stats = asyncio.run(scenario())
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    stats = asyncio.run(scenario())
+    assert proc.wait(timeout=60) == 0
     assert stats.corrupted == 0 and stats.intact > 0
-    assert _platform.live_group_members(admin) == []
+    assert sp.processes() == []
     assert sum(killer.kills.values()) > 0
     status, out = log_check(log)
     assert status == 0, out
@@ -169,7 +146,7 @@ def test_chaos_long_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")   # websockets: connect() outside a with
-def test_mass_close_then_sigterm(tmp_path):
+def test_mass_close_then_sigterm(serve):
     """300 compressed connections close at once (900 processes end), then
     SIGTERM: the server exits 0 promptly with nothing left.  Before exits were
     answered once, the `connections` supervisor answered every re-sent exit
@@ -179,37 +156,26 @@ def test_mass_close_then_sigterm(tmp_path):
 
     from websockets.sync.client import ClientConnection
 
-    log = tmp_path / "serve.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "wsup.cli", "serve", "--port", "0", "--log-file", str(log),
-                             "--ping-interval", "off", "--max-connections", "1000"],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        url = proc.stdout.readline().split()[-1]
-        admin = wait_until(lambda: next((p for p in _platform.children_of(proc.pid)
-                                         if _platform.process_group_of(p) == p), None))
+    sp = serve("--ping-interval", "off", "--max-connections", "1000", stderr=None)
+    log, proc = sp.log_path, sp.proc
 
-        def one(_) -> ClientConnection:
-            c = connect(url, compression="deflate", open_timeout=60)
-            c.send("hello")
-            assert c.recv() == "hello"
-            return c
+    def one(_) -> ClientConnection:
+        c = connect(sp.url, compression="deflate", open_timeout=60)
+        c.send("hello")
+        assert c.recv() == "hello"
+        return c
 
-        with ThreadPoolExecutor(4) as pool:
-            clients = list(pool.map(one, range(300)))
-        with ThreadPoolExecutor(50) as pool:
-            list(pool.map(lambda c: c.close(), clients))
-        records = Log(log)
-        wait_until(lambda: len(records.events("actor.stopped", actor="ConnectionSupervisor")) == 300, timeout=60)
-        t = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        assert time.monotonic() - t < 15
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-    assert _platform.live_group_members(admin) == []
+    with ThreadPoolExecutor(4) as pool:
+        clients = list(pool.map(one, range(300)))
+    with ThreadPoolExecutor(50) as pool:
+        list(pool.map(lambda c: c.close(), clients))
+    records = Log(log)
+    wait_until(lambda: len(records.events("actor.stopped", actor="ConnectionSupervisor")) == 300, timeout=60)
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert time.monotonic() - t < 15
+    assert sp.processes() == []
     assert not Log(log).events("supervisor.child.terminated")   # no clean exit taken for a kill
     status, out = log_check(log)
     assert status == 0, out
