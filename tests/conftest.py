@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from logutil import Log  # noqa: E402
+from logutil import Log, wait_until  # noqa: E402
 
 from supervisors import LogConfig, Runtime  # noqa: E402
 from supervisors import _platform  # noqa: E402
@@ -70,6 +70,25 @@ def make_server(tmp_path):
         left = _platform.live_group_members(pgid)
         assert not left, f"processes left behind: {left}"
         server.log.records(strict=True)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(*args, **kw) starts `wsup serve` as a subprocess (tests/serveproc.py); at teardown
+    each is SIGKILLed if it still runs, and no process of its group may be left."""
+    from serveproc import ServerProcess
+
+    started = []
+
+    def start(*args, **kw):
+        sp = ServerProcess(tmp_path, *args, **kw)
+        started.append(sp)
+        return sp
+
+    yield start
+    for sp in started:
+        sp.close()
+        assert wait_until(lambda: not sp.processes(), timeout=10, message="no process left")
 
 
 @pytest.fixture

@@ -4,67 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from logutil import Log, wait_until
+from serveproc import WSUP
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from supervisors import _platform
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WSUP = [sys.executable, "-m", "wsup.cli"]
-
-
-class ServerProcess:
-    def __init__(self, tmp_path, *args):
-        self.log_path = tmp_path / "serve.jsonl"
-        env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen(WSUP + ["serve", "--port", "0", "--log-file", str(self.log_path), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        line = self.proc.stdout.readline()
-        m = re.fullmatch(r"listening on (ws://127\.0\.0\.1:(\d+))\n", line)
-        if not m:
-            self.proc.kill()
-            raise AssertionError(f"no readiness line: {line!r} {self.proc.stderr.read()}")
-        self.url, self.port = m.group(1), int(m.group(2))
-        self.log = Log(self.log_path)
-        self.pgid = self._find_pgid()
-
-    def _find_pgid(self):
-        """The actor system's process group: led by the admin, our child."""
-        return wait_until(lambda: next((p for p in _platform.children_of(self.proc.pid)
-                                        if _platform.process_group_of(p) == p), None))
-
-    def processes(self):
-        return _platform.live_group_members(self.pgid)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-
-
-@pytest.fixture
-def serve(tmp_path):
-    started = []
-
-    def start(*args):
-        sp = ServerProcess(tmp_path, *args)
-        started.append(sp)
-        return sp
-
-    yield start
-    for sp in started:
-        sp.close()
-        assert wait_until(lambda: not sp.processes(), timeout=10, message="no process left")
 
 
 def test_sigterm_sends_1001_waits_for_handshakes_and_exits_0(serve):
