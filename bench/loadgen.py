@@ -176,6 +176,17 @@ def run_delay() -> float:
         return 0.0
 
 
+def measured_window(g: "Generator", state: dict, t_start: float, args: argparse.Namespace) -> dict:
+    """Run the generator until the warm-up after *t_start* is over, then for one measured window
+    (``state["measuring"]`` true while it lasts); what the machine did in it (``Window.end``)."""
+    g.run_until(lambda: False, t_start + args.warmup)
+    window = Window(args.server_pid)
+    state["measuring"] = True
+    g.run_until(lambda: False, window.w0 + args.duration)
+    state["measuring"] = False
+    return window.end()
+
+
 class Window:
     """What the machine did during a measured window: this process's CPU
     and run-queue wait, the server tree's CPU, and everything else's."""
@@ -788,13 +799,8 @@ def run_echo(args: argparse.Namespace) -> dict:
     t_start = time.perf_counter()
     for i, c in enumerate(conns):
         g.send_message(c, i)
-    g.run_until(lambda: False, t_start + args.warmup)
+    load = measured_window(g, state, t_start, args)
     spids = _server_pids(args.server_pid)
-    window = Window(args.server_pid)
-    state["measuring"] = True
-    g.run_until(lambda: False, window.w0 + args.duration)
-    state["measuring"] = False
-    load = window.end()
     state["sending"] = False
     # Let the messages in flight come back (and be verified) before closing.
     g.run_until(lambda: all(c.msg is None or c.state != OPEN for c in conns), time.perf_counter() + 10)
@@ -842,12 +848,7 @@ def run_setup(args: argparse.Namespace) -> dict:
     t_start = time.perf_counter()
     for _ in range(args.workers):
         Conn(g)
-    g.run_until(lambda: False, t_start + args.warmup)
-    window = Window(args.server_pid)
-    state["measuring"] = True
-    g.run_until(lambda: False, window.w0 + args.duration)
-    state["measuring"] = False
-    load = window.end()
+    load = measured_window(g, state, t_start, args)
     state["running"] = False
     g.run_until(lambda: not g.conns, time.perf_counter() + 40)
     left = len(g.conns)
