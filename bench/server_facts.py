@@ -57,6 +57,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from supervisors import _platform  # noqa: E402
+from wsup.bench import kill_leftovers  # noqa: E402
 
 ROWS: list[tuple] = []          # (part, measurement, n, value, spread, note)
 PROBLEMS: list[str] = []        # leftovers, bad exit statuses, failures
@@ -240,13 +241,7 @@ class ServerProcess:
                  and _platform.process_group_of(p) == self.pgid
                  and _platform.process_start_time(p) is not None]
         left += stale
-        if left:
-            PROBLEMS.append(f"{self.name}: {len(left)} process(es) left after exit, SIGKILLed: {left[:10]}")
-            for p in left:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_leftovers(self.name, left, PROBLEMS)
         self.proc.stdout.close()
         self.stderr.close()
         self.collect_errors()

@@ -172,6 +172,18 @@ def _stat_fields(pid: int) -> list[bytes] | None:
         return None
 
 
+def kill_leftovers(name: str, left: list[int], problems: list[str]) -> None:
+    """Processes of a server still there after it exited: a problem to report, then SIGKILL."""
+    if not left:
+        return
+    problems.append(f"{name}: {len(left)} process(es) left after exit, SIGKILLed: {left[:10]}")
+    for p in left:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _alive(pid: int, start: bytes | None = None) -> bool:
     f = _stat_fields(pid)
     if f is None or f[0] in (b"Z", b"X"):
@@ -317,13 +329,7 @@ class Server:
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        if left:
-            PROBLEMS.append(f"{self.name}: {len(left)} process(es) left after exit, SIGKILLed: {left[:10]}")
-            for p in left:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_leftovers(self.name, left, PROBLEMS)
         self.proc.stdout.close()
         self.stderr.close()
         self.exit_status, self.stop_seconds = rc, took
