@@ -392,13 +392,15 @@ class Supervisor(SupervisedActor):
         if child.dead:
             return
         child.kill_sent = True
-        pid = child.pid or self._find_unacked_child_pid()
-        if pid is not None:
-            child.pid = pid
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if child.pid is None:
+            pid = self._find_unacked_child_pid()
+            if pid is not None:
+                child.pid, child.start_time = pid, _platform.process_start_time(pid)
+        if child.pid is not None:
+            # through a pidfd, checked against the start time: never a reused pid
+            # (a start time of None: already gone, or a zombie waiting to be reaped)
+            if child.start_time is not None:
+                _platform.signal_process(child.pid, child.start_time, signal.SIGKILL)
         else:
             self.send(child.address, ActorExitRequest(recursive=False))
         self._going(child)
