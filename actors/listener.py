@@ -1,15 +1,17 @@
 """ListenerActor: owns the listening socket; accepts and hands sockets over.
 
-For every accepted TCP connection it asks the ``connections`` dynamic
-supervisor (its sibling) to start a connection subtree, and keeps the socket
+For every accepted TCP connection it asks one of the ``connections``
+partitions (dynamic supervisors under its sibling ``connections``, taken in
+turn) to start a connection subtree, and keeps the socket
 until that subtree's ConnectionActor collects it over an abstract AF_UNIX
 socket with SCM_RIGHTS.  The listener then closes its copy: from that moment
 the ConnectionActor's process is the only one holding the client socket (the
 listener never forks, so no other process ever had it).
 
-When the connection limit is reached the supervisor answers
-``("error", "max_children")`` and the listener answers the client
-``503 Service Unavailable`` itself.
+A partition at its share of the connection limit answers
+``("error", "max_children")``; the listener then tries the next one, and when
+every partition has refused it answers the client ``503 Service Unavailable``
+itself.
 """
 
 from __future__ import annotations
@@ -53,17 +55,20 @@ class ListenerActor(SupervisedActor):
         self.handoff.setblocking(False)
         self.host, self.port = self.lsock.getsockname()[:2]
         self.pending: dict[str, tuple[socket.socket, tuple, float]] = {}
-        self.starting: dict[int, str] = {}
-        self.connections: Any = None
+        # request ref -> (connection id, spec, partitions that refused it)
+        self.starting: dict[int, tuple[str, ChildSpec, int]] = {}
+        self.partitions: list[Any] = []
+        self._turn = 0
         self._refs = 1000
         # Our sibling, the connections supervisor, started before us
-        # (rest_for_one order); ask our supervisor where it is.
+        # (rest_for_one order); ask our supervisor where it is, then it
+        # where its partitions are.
         self.send(self.supervisor, WhichChildren(ref=1))
         self.wakeupAfter(PENDING_TTL, payload="sweep")
 
     def watched_fds(self) -> list[int]:
         fds = [self.handoff.fileno()]
-        if self.connections is not None:
+        if self.partitions:
             fds.append(self.lsock.fileno())
         return fds
 
@@ -76,6 +81,8 @@ class ListenerActor(SupervisedActor):
         elif isinstance(message, Reply):
             if message.ref == 1:
                 self._found_siblings(message.result)
+            elif message.ref == 2:
+                self._found_partitions(message.result)
             else:
                 self._start_result(self.starting.pop(message.ref, None), message.result)
         elif isinstance(message, ListenerInfo):
@@ -87,10 +94,15 @@ class ListenerActor(SupervisedActor):
     def _found_siblings(self, children: list) -> None:
         for child_id, ref, _type, _mods in children:
             if child_id == "connections" and isinstance(ref, ChildRef):
-                self.connections = ref.address
-                self.log.info("server.listening", host=self.host, port=self.port)
+                self.send(ref.address, WhichChildren(ref=2))
                 return
         raise RuntimeError("no running 'connections' supervisor beside the listener")
+
+    def _found_partitions(self, children: list) -> None:
+        self.partitions = [ref.address for _id, ref, _type, _mods in children if isinstance(ref, ChildRef)]
+        if len(self.partitions) != len(children) or not self.partitions:
+            raise RuntimeError(f"'connections' has partitions not running: {children!r}")
+        self.log.info("server.listening", host=self.host, port=self.port, partitions=len(self.partitions))
 
     def _accept(self) -> None:
         if faults.ACTIVE:
@@ -106,16 +118,27 @@ class ListenerActor(SupervisedActor):
             connection_id = secrets.token_hex(6)
             self.pending[connection_id] = (sock, peer, time.monotonic())
             self.log.info("connection.accepted", connection_id=connection_id, peer=f"{peer[0]}:{peer[1]}")
-            self._refs += 1
-            self.starting[self._refs] = connection_id
             spec = ChildSpec("connection", (ConnectionSupervisor, (self.config, connection_id, peer[:2])),
                              restart=TEMPORARY, type=SUPERVISOR,
                              log_context={"connection_id": connection_id})
-            self.send(self.connections, StartChild(ref=self._refs, spec_or_args=spec))
+            self._start(connection_id, spec, 0)
 
-    def _start_result(self, connection_id: str | None, result: Any) -> None:
-        if connection_id is None or (isinstance(result, tuple) and result[0] == "ok"):
+    def _start(self, connection_id: str, spec: ChildSpec, refused: int) -> None:
+        """Ask the next partition in turn to start the connection's subtree."""
+        self._refs += 1
+        self.starting[self._refs] = (connection_id, spec, refused)
+        partition = self.partitions[self._turn % len(self.partitions)]
+        self._turn += 1
+        self.send(partition, StartChild(ref=self._refs, spec_or_args=spec))
+
+    def _start_result(self, started: tuple[str, ChildSpec, int] | None, result: Any) -> None:
+        if started is None or (isinstance(result, tuple) and result[0] == "ok"):
             return  # the ConnectionActor collects its socket itself
+        connection_id, spec, refused = started
+        if result == ("error", "max_children") and refused + 1 < len(self.partitions) \
+                and connection_id in self.pending:
+            self._start(connection_id, spec, refused + 1)   # this partition is full: the next one
+            return
         entry = self.pending.pop(connection_id, None)
         if entry is None:
             return
@@ -161,7 +184,7 @@ class ListenerActor(SupervisedActor):
     def _sweep(self) -> None:
         now = time.monotonic()
         for connection_id, (sock, _peer, t) in list(self.pending.items()):
-            if now - t > PENDING_TTL and connection_id not in self.starting.values():
+            if now - t > PENDING_TTL and all(s[0] != connection_id for s in self.starting.values()):
                 del self.pending[connection_id]
                 sock.close()
                 self.log.warning("connection.rejected", connection_id=connection_id, status=None,

@@ -19,9 +19,10 @@ from .spec import (ALL_SIGNIFICANT, ANY_SIGNIFICANT, BRUTAL_KILL, INFINITY, NEVE
                    SUPERVISOR, TEMPORARY, TRANSIENT, WORKER, ChildSpec, SupFlags,
                    supervisor_spec)
 from .supervisor import Supervisor
+from .partition import PartitionSupervisor  # noqa: E402
 
 __all__ = [
-    "SupervisedActor", "Supervisor", "Runtime", "StartError", "ApplicationExit",
+    "SupervisedActor", "Supervisor", "PartitionSupervisor", "Runtime", "StartError", "ApplicationExit",
     "ChildSpec", "SupFlags", "supervisor_spec", "ChildRef", "NoticeReply", "LogConfig", "get_logger",
     "Error", "NORMAL", "SHUTDOWN", "KILLED", "is_normal", "shutdown_with",
     "PERMANENT", "TRANSIENT", "TEMPORARY", "BRUTAL_KILL", "INFINITY", "WORKER", "SUPERVISOR",

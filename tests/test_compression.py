@@ -11,7 +11,7 @@ import zlib
 import pytest
 from logutil import contexts_released_once, wait_until
 from rawws import RawClient, deflate_payload
-from treeutil import children_by_id, the_connection_subtree
+from treeutil import children_by_id, connection_subtrees, the_connection_subtree
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
@@ -37,7 +37,7 @@ def compression_pids(server):
     """pid of every CompressionActor, by connection supervisor."""
     rt = server.runtime
     out = []
-    for _, per_conn, _, _ in rt.which_children(server.child("connections")):
+    for _, per_conn, _, _ in connection_subtrees(server):
         if isinstance(per_conn, ChildRef):
             for cid, ref, _, _ in rt.which_children(per_conn):
                 if cid == "compression" and isinstance(ref, ChildRef):

@@ -782,9 +782,11 @@ def test_real_log_violating_invariant_2():
 
 
 def compression_pid(server):
+    from treeutil import connection_subtrees
+
     from supervisors import ChildRef
     rt = server.runtime
-    for _, per_conn, _, _ in rt.which_children(server.child("connections")):
+    for _, per_conn, _, _ in connection_subtrees(server):
         if isinstance(per_conn, ChildRef):
             for cid, ref, _, _ in rt.which_children(per_conn):
                 if cid == "compression" and isinstance(ref, ChildRef):

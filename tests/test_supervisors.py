@@ -542,3 +542,29 @@ def test_report_fields(runtime, log):
         for r in log.events(ev):
             assert r["pid"] and r["actor"]
     assert {r["reason"] for r in log.events("actor.stopped")} == {"shutdown"}
+
+
+# -- PartitionSupervisor --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls_name", ["PartitionSupervisor", "Supervisor"])
+def test_a_partition_supervisor_stops_its_partitions_together(runtime, log, cls_name):
+    """Each partition's worker takes 1.5 s to stop: a PartitionSupervisor's
+    shutdown asks both at once; a plain Supervisor (the control) one after
+    the other."""
+    import datetime
+
+    import supervisors
+    parts = [supervisor_spec(p, SupFlags(), [worker(w, shutdown=INFINITY, stop_delay=1.5)])
+             for p, w in (("p1", "x"), ("p2", "y"))]
+    runtime.start(supervisor_spec("root", SupFlags(strategy=ONE_FOR_ALL, intensity=0), parts,
+                                  actor_class=getattr(supervisors, cls_name)))
+    runtime.stop(timeout=30)
+    at = {r["child_id"]: datetime.datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
+          for r in log.events("actor.stopped") if r.get("child_id") in ("x", "y")}
+    gap = abs((at["x"] - at["y"]).total_seconds())
+    if cls_name == "PartitionSupervisor":
+        assert gap < 1.0
+    else:
+        assert gap >= 1.5
+    assert not log.events("supervisor.shutdown_error")

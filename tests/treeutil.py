@@ -26,11 +26,18 @@ def running_children(rt, sup, count: int | None = None, timeout: float = 10.0) -
     return wait_until(ready, timeout=timeout, message=f"children of {sup} running")
 
 
+def connection_subtrees(server) -> list[tuple]:
+    """which_children of every partition of `connections`, together: one entry
+    per connection subtree (its ref is not a ChildRef while it is starting)."""
+    return [kid for part in server.partitions() for kid in server.runtime.which_children(part)]
+
+
 def the_connection_subtree(server, timeout: float = 10.0):
     """The only per-connection supervisor of a server with one connection."""
-    [(_, per_conn, _, _)] = running_children(server.runtime, server.child("connections"),
-                                             count=1, timeout=timeout)
-    return per_conn
+    def one():
+        kids = connection_subtrees(server)
+        return kids[0][1] if len(kids) == 1 and isinstance(kids[0][1], ChildRef) else None
+    return wait_until(one, timeout=timeout, message="one connection subtree running")
 
 
 def children_by_id(rt, sup, timeout: float = 10.0) -> dict:

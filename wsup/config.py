@@ -16,6 +16,7 @@ class ServerConfig:
     port: int = 8765
     app: str = "wsup.app:EchoApp"
     max_connections: int = 1000
+    connection_supervisors: int = 2            # partitions of the connections supervisor
     max_message_size: int = MiB
     max_frame_size: int | None = None          # None: bounded by max_message_size
     idle_timeout: float | None = None          # seconds without a frame from the client
@@ -37,6 +38,8 @@ class ServerConfig:
             raise ValueError("port must be 0..65535")
         if self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        if self.connection_supervisors < 1:
+            raise ValueError("connection_supervisors must be >= 1")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be >= 1")
         self.compression.check()

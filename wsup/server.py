@@ -2,16 +2,23 @@
 
     Application
     └── wsup (rest_for_one)
-        ├── connections (simple_one_for_one, max_children = --max-connections)
-        │   └── connection-<id> (ConnectionSupervisor, temporary; one_for_one,
-        │       │                auto_shutdown = any_significant)
-        │       └── connection (ConnectionActor, temporary, significant)
+        ├── connections (one_for_all, intensity 0)
+        │   └── connections-1 .. connections-K (simple_one_for_one; K =
+        │       │   --connection-supervisors, max_children adding up to --max-connections)
+        │       └── connection-<id> (ConnectionSupervisor, temporary; one_for_one,
+        │           │                auto_shutdown = any_significant)
+        │           ├── connection (ConnectionActor, temporary, significant)
+        │           └── compression (CompressionActor, transient, when negotiated)
         └── listener (ListenerActor, permanent)
 
-rest_for_one: if the connections supervisor dies, the listener (which holds
-its address) is restarted after it; the listener dying does not touch open
-connections.  Shutdown goes in reverse: the listener first (no new
-connections), then every connection in parallel (1001, closing handshake).
+The listener spreads new connections over the K partitions in turn, so K
+connection subtrees start in parallel (a start is ~20 ms of forking and
+handshakes per process), and no one parent has to reap every connection's
+exit.  rest_for_one: if `connections` dies (any partition dying takes it
+down: intensity 0), the listener (which holds the partitions' addresses) is
+restarted after it; the listener dying does not touch open connections.
+Shutdown goes in reverse: the listener first (no new connections), then every
+connection in parallel (1001, closing handshake).
 """
 
 from __future__ import annotations
@@ -25,19 +32,33 @@ from typing import Any, Callable
 
 from actors.connection_supervisor import ConnectionSupervisor
 from actors.listener import ListenerActor, ListenerInfo
-from supervisors import (PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY,
-                         ChildRef, ChildSpec, Runtime, StartError, SupFlags, supervisor_spec)
+from supervisors import (ONE_FOR_ALL, PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY,
+                         ChildRef, ChildSpec, PartitionSupervisor, Runtime, StartError, SupFlags, supervisor_spec)
 from supervisors import _platform
 from supervisors.reasons import to_json
 from wsup.config import ServerConfig
 
 
+def partition_limits(config: ServerConfig) -> list[int]:
+    """--max-connections split over the partitions: they add up to it exactly."""
+    k = min(config.connection_supervisors, config.max_connections)
+    q, r = divmod(config.max_connections, k)
+    return [q + (1 if i < r else 0) for i in range(k)]
+
+
 def server_spec(config: ServerConfig) -> ChildSpec:
+    partitions = [
+        supervisor_spec(
+            f"connections-{i + 1}",
+            SupFlags(strategy=SIMPLE_ONE_FOR_ONE, intensity=10, period=5.0,
+                     max_children=limit, name=f"connections-{i + 1}"),
+            [ChildSpec("connection", (ConnectionSupervisor, ()), restart=TEMPORARY, type=SUPERVISOR)])
+        for i, limit in enumerate(partition_limits(config))]
+    # A partition that dies takes `connections` with it (intensity 0): the listener,
+    # which holds the partitions' addresses, is then restarted after it (rest_for_one).
     connections = supervisor_spec(
-        "connections",
-        SupFlags(strategy=SIMPLE_ONE_FOR_ONE, intensity=10, period=5.0,
-                 max_children=config.max_connections, name="connections"),
-        [ChildSpec("connection", (ConnectionSupervisor, ()), restart=TEMPORARY, type=SUPERVISOR)])
+        "connections", SupFlags(strategy=ONE_FOR_ALL, intensity=0, period=5.0, name="connections"), partitions,
+        actor_class=PartitionSupervisor)
     listener = ChildSpec("listener", (ListenerActor, (config,)), restart=PERMANENT, shutdown=5000)
     return supervisor_spec("wsup", SupFlags(strategy=REST_FOR_ONE, intensity=3, period=5.0, name="wsup"),
                            [connections, listener])
@@ -79,6 +100,11 @@ class Server:
             if cid == child_id and isinstance(ref, ChildRef):
                 return ref
         raise LookupError(child_id)
+
+    def partitions(self) -> list[ChildRef]:
+        """The running partitions of `connections`: the supervisors of the connection subtrees."""
+        return [ref for _cid, ref, _t, _m in self.runtime.which_children(self.child("connections"))
+                if isinstance(ref, ChildRef)]
 
     def stop(self) -> int:
         rt = self.runtime
