@@ -46,9 +46,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.add_argument("--max-connections", type=int, default=1000,
                    help="concurrent connections; more get HTTP 503 (default 1000)")
-    p.add_argument("--connection-supervisors", type=int, default=2, metavar="K",
+    p.add_argument("--connection-supervisors", type=int, default=8, metavar="K",
                    help="partitions of the connections supervisor: K connections start in parallel, "
-                        "each partition holds its share of --max-connections (default 2)")
+                        "each partition holds its share of --max-connections (default 8)")
     p.add_argument("--max-message-size", type=_size, default=1 << 20,
                    help="largest message accepted, after reassembly; larger -> close 1009 (default 1MiB)")
     p.add_argument("--max-frame-size", type=_size, default=None,

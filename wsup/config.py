@@ -16,7 +16,7 @@ class ServerConfig:
     port: int = 8765
     app: str = "wsup.app:EchoApp"
     max_connections: int = 1000
-    connection_supervisors: int = 2            # partitions of the connections supervisor
+    connection_supervisors: int = 8            # partitions of the connections supervisor
     max_message_size: int = MiB
     max_frame_size: int | None = None          # None: bounded by max_message_size
     idle_timeout: float | None = None          # seconds without a frame from the client
