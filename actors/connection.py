@@ -27,9 +27,6 @@ from wsup.connection import Conn, Connection  # noqa: F401  (Conn: the app's vie
 from wsup.handoff import collect_socket
 
 EXIT_JOIN_TIMEOUT = 2.0
-# A CompressionActor's stop is quick, but ~900 connections closing at once on
-# 2 cores starved 2 s: then it was SIGKILLed (correctly recorded owner_died).
-COMPRESSION_SHUTDOWN_MS = 10_000
 
 
 class ConnectionActor(SupervisedActor):
@@ -65,7 +62,7 @@ class ConnectionActor(SupervisedActor):
                 cfg = self.config
                 spec = ChildSpec("compression", (CompressionActor, (self.connection_id, name, params,
                                                                     cfg.compression, cfg.max_message_size)),
-                                 restart=TRANSIENT, shutdown=COMPRESSION_SHUTDOWN_MS,
+                                 restart=TRANSIENT, shutdown=int(cfg.compression_shutdown_timeout * 1000),
                                  log_context={"connection_id": self.connection_id})
                 self.send(self.supervisor, StartChild(ref=1, spec_or_args=spec))
 

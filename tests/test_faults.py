@@ -69,7 +69,7 @@ def test_compression_actor_raises_mid_message(make_server, inject):
 
 def test_connection_actor_killed_while_its_compression_actor_is_busy(make_server, inject):
     inject("compression.inflate:hang:nth=2")   # the CompressionActor is stuck inside inflate
-    server = make_server()
+    server = make_server(compression_shutdown_timeout=2.0)
     with connect(server.url, open_timeout=10) as c:
         c.send(text(100))
         assert c.recv() == text(100)
@@ -85,7 +85,7 @@ def test_connection_actor_killed_while_its_compression_actor_is_busy(make_server
     causes = contexts_released_once(server.log)
     assert set(causes.values()) == {"owner_died"}
     [err] = server.log.events("supervisor.shutdown_error", child_id="compression")
-    assert err["reason"] == "killed"
+    assert err["reason"] == "killed" and err["offender"]["shutdown"] == 2000
 
 
 def test_root_intensity_exceeded_exits_nonzero_with_nothing_left(serve):

@@ -559,7 +559,8 @@ def test_a_killed_partition_restarts_connections_and_the_listener(server):
     def restarted():
         try:
             return (server.child("connections").pid != old.pid
-                    and server.child("listener").pid != listener.pid and len(server.partitions()) == 2)
+                    and server.child("listener").pid != listener.pid
+                    and len(server.partitions()) == server.config.connection_supervisors)
         except LookupError:
             return False
     wait_until(restarted, timeout=10)

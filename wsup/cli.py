@@ -65,6 +65,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="a client must complete its upgrade request within this (default 10)")
     p.add_argument("--shutdown-timeout", type=float, default=10.0,
                    help="on SIGTERM, wait this long for clients' closing handshakes (default 10)")
+    p.add_argument("--compression-shutdown-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="a connection's CompressionActor asked to stop is SIGKILLed after this long "
+                        "(default 30; it stops in milliseconds unless the machine is saturated)")
     p.add_argument("--send-timeout", type=float, default=30.0,
                    help="drop a client that reads nothing for this long while we write (default 30)")
     p.add_argument("--origin", action="append", default=[], metavar="ORIGIN",
@@ -103,7 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout, ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout or 20.0, close_timeout=args.close_timeout,
         handshake_timeout=args.handshake_timeout, shutdown_timeout=args.shutdown_timeout,
-        send_timeout=args.send_timeout, origins=tuple(args.origin),
+        send_timeout=args.send_timeout, compression_shutdown_timeout=args.compression_shutdown_timeout,
+        origins=tuple(args.origin),
         subprotocols=tuple(args.subprotocol), backlog=args.backlog,
         compression=DeflateSettings(enabled=args.compression, level=args.compression_level,
                                     mem_level=args.compression_mem_level,

@@ -26,6 +26,9 @@ class ServerConfig:
     handshake_timeout: float = 10.0
     shutdown_timeout: float = 10.0             # graceful close on shutdown, per connection
     send_timeout: float = 30.0                 # a client that reads nothing this long is dropped
+    # a CompressionActor asked to stop gets this long before SIGKILL: it stops in milliseconds,
+    # but ~1,000 connections closing at once on 2 cores starved some for ~14 s (docs/performance.md)
+    compression_shutdown_timeout: float = 30.0
     origins: tuple[str, ...] = ()              # allowed Origin values (empty: any)
     subprotocols: tuple[str, ...] = ()         # subprotocols the server speaks, by preference
     backlog: int = 1024
@@ -40,6 +43,8 @@ class ServerConfig:
             raise ValueError("max_connections must be >= 1")
         if self.connection_supervisors < 1:
             raise ValueError("connection_supervisors must be >= 1")
+        if self.compression_shutdown_timeout <= 0:
+            raise ValueError("compression_shutdown_timeout must be > 0")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be >= 1")
         self.compression.check()

@@ -109,7 +109,10 @@ class Server:
     def stop(self) -> int:
         rt = self.runtime
         rt.log.info("server.stopping")
-        rt.shutdown(stop_timeout=self.config.shutdown_timeout + 30)
+        # a connection's subtree stops its ConnectionActor (closing handshake) then its
+        # CompressionActor, each within its timeout: the whole tree within both, and a margin
+        c = self.config
+        rt.shutdown(stop_timeout=c.shutdown_timeout + 1 + c.compression_shutdown_timeout + 20)
         rt.log.info("server.stopped", status=rt.exit_status)
         return rt.exit_status
 
