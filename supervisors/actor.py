@@ -22,15 +22,14 @@ file descriptors (ThespianWatch, TCP base only), ``watched_fds``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from thespian.actors import (Actor, ActorExitRequest, ThespianWatch, WakeupMessage)
 
-from . import _platform
 from . import log as _log
 from . import reasons
 from .messages import ChildNotice, Exiting, Init, InitAck, InitFailed, ShutdownRequest
+from .tiers import tier_of
 
 # If the supervisor does not end us within this many seconds after our exit
 # report (it died, or is stuck), we exit by ourselves.
@@ -101,6 +100,19 @@ class SupervisedActor(Actor):
     def exiting(self) -> bool:
         return self._sup_phase == EXITING
 
+    @property
+    def actor_id(self) -> str | None:
+        """Unique in the server: the pid, qualified by the in-process address
+        for an actor that shares its process (see supervisors.tiers)."""
+        return self._sup_actor_id
+
+    @property
+    def tier(self) -> Any:
+        """The supervision tier this actor runs on (supervisors.tiers)."""
+        if self._sup_tier is None:
+            self._sup_tier = tier_of(self)
+        return self._sup_tier
+
     # -- machinery ------------------------------------------------------------
 
     _sup_phase = NEW
@@ -111,14 +123,25 @@ class SupervisedActor(Actor):
     _sup_log_context: dict = {}
     _sup_token = 0
     _sup_report: Any = None
+    _sup_tier: Any = None
+    _sup_actor_id: str | None = None
+    _sup_pid = 0
+    _sup_start_time: int | None = None
+    _sup_killed = False     # set by an in-process kill: dropped without terminate
+    _sup_gone = False
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
+        if self._sup_killed:
+            if isinstance(message, ActorExitRequest):
+                self._dropped(killed=True)
+            return None   # a killed actor handles nothing, not even its exit
         phase = self._sup_phase
         if isinstance(message, ActorExitRequest):
             if phase == RUNNING:
                 # Not asked by our supervisor after a report: Thespian's
                 # system shutdown, a signal, or a stranger.  Treat as shutdown.
                 self._exit_with(reasons.SHUTDOWN)
+            self._dropped(killed=False)
             return None
         if phase == NEW:
             if isinstance(message, Init):
@@ -142,6 +165,15 @@ class SupervisedActor(Actor):
             self._sup_current_message = None
         return self._watch()
 
+    def _dropped(self, killed: bool) -> None:
+        """Thespian removes this actor after this message: tell the tier
+        (in-process: its death hooks release what the runtime holds for it)."""
+        if not self._sup_gone:
+            self._sup_gone = True
+            tier = self.tier
+            if tier.name == "in_process":
+                tier.died(self._sup_actor_id or tier.actor_id(self.myAddress), killed)
+
     def _watch(self) -> Any:
         if self._sup_phase != RUNNING:
             return None
@@ -149,18 +181,16 @@ class SupervisedActor(Actor):
         return ThespianWatch(list(fds)) if fds else None
 
     def _on_init(self, msg: Init, sender: Any) -> None:
-        _log.configure(msg.log)
-        _platform.install_parent_death_signal()
-        _platform.ignore_stop_signals()
+        tier = self.tier
+        self._sup_pid, self._sup_start_time, self._sup_actor_id = tier.identity(self)
         self._sup_parent = sender
         self._sup_child_id = msg.child_id
         self._sup_token = msg.token
         self._sup_log_context = dict(msg.log_context)
-        identity = dict(actor=type(self).__name__, child_id=_jsonable(msg.child_id),
-                        supervisor=msg.supervisor_name, **self._sup_log_context)
-        # Every record this process writes carries who wrote it, even from
-        # code that logs with a bare get_logger() (e.g. fault points), in any thread.
-        _log.set_process_context(**identity)
+        identity = dict(actor=type(self).__name__, actor_id=self._sup_actor_id,
+                        child_id=_jsonable(msg.child_id), supervisor=msg.supervisor_name,
+                        **self._sup_log_context)
+        tier.setup_actor(msg.log, identity)
         self._sup_log = _log.get_logger(**identity)
         self._sup_phase = RUNNING
         try:
@@ -180,12 +210,12 @@ class SupervisedActor(Actor):
 
     def _ack_init(self) -> None:
         self._sup_log.info("actor.started")
-        self.send(self._sup_parent, InitAck(os.getpid(), _platform.process_start_time(os.getpid()),
-                                           self._sup_token))
+        self.send(self._sup_parent, InitAck(self._sup_pid, self._sup_start_time, self._sup_token,
+                                           self._sup_actor_id))
 
     def _fail_init(self, reason: Any) -> None:
         self._sup_phase = EXITING
-        self._sup_report = InitFailed(os.getpid(), reason, self._sup_token)
+        self._sup_report = InitFailed(self._sup_pid, reason, self._sup_token)
         self.send(self._sup_parent, self._sup_report)
         self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, REPORT_RESEND))
 

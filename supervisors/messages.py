@@ -47,6 +47,7 @@ class InitAck:
     pid: int
     start_time: int | None
     token: int = 0
+    actor_id: str | None = None    # unique in the server (supervisors.tiers)
 
 
 @dataclass
@@ -134,9 +135,11 @@ class Reply:
 
 @dataclass(frozen=True)
 class ChildRef:
-    """A running child: its OS pid and its Thespian address (to message it)."""
+    """A running child: its OS pid, its Thespian address (to message it) and
+    its actor id (unique in the server: in-process actors share a pid)."""
     pid: int
     address: Any = field(compare=False, repr=False)
+    actor_id: str | None = None
 
     def __str__(self) -> str:
-        return f"<{self.pid}>"
+        return f"<{self.actor_id or self.pid}>"

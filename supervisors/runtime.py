@@ -50,21 +50,39 @@ class StartError(RuntimeError):
         self.reason = reason
 
 
+PROCESS_BASE = "multiprocTCPBase"
+IN_PROCESS_BASE = "simpleSystemBase"
+
+
 class Runtime:
-    def __init__(self, log: _log.LogConfig | None = None, admin_port: int | None = None) -> None:
+    """``base`` is the Thespian system base of the tree: ``multiprocTCPBase``
+    (every actor a process) or ``simpleSystemBase`` (every actor an object in
+    this process, run by the thread that calls the Runtime; see tiers.py)."""
+
+    def __init__(self, log: _log.LogConfig | None = None, admin_port: int | None = None,
+                 base: str = PROCESS_BASE) -> None:
         self.log_config = log or _log.LogConfig()
         _log.configure(self.log_config)
         self.log = _log.get_logger(actor="Runtime")
-        _platform.install_parent_death_signal()
-        self.admin_port = admin_port or _platform.free_port()
+        self.base = base
         self._refs = itertools.count(1)
-        before = set(_platform.children_of(os.getpid()))
-        self.system = ActorSystem("multiprocTCPBase", {"Admin Port": self.admin_port},
-                                  logDefs=THESPIAN_LOG_DEFS, transientUnique=True)
-        # The admin is our child and leads its own process group (see
-        # _platform.install_admin_without_daemon); every actor inherits it.
-        self.pgid = next((p for p in _platform.children_of(os.getpid())
-                          if p not in before and _platform.process_group_of(p) == p), None)
+        self.pgid = None
+        self.admin_port = None
+        if base == IN_PROCESS_BASE:
+            from .inprocess import start_system
+            self.system = start_system()
+        elif base == PROCESS_BASE:
+            _platform.install_parent_death_signal()
+            self.admin_port = admin_port or _platform.free_port()
+            before = set(_platform.children_of(os.getpid()))
+            self.system = ActorSystem("multiprocTCPBase", {"Admin Port": self.admin_port},
+                                      logDefs=THESPIAN_LOG_DEFS, transientUnique=True)
+            # The admin is our child and leads its own process group (see
+            # _platform.install_admin_without_daemon); every actor inherits it.
+            self.pgid = next((p for p in _platform.children_of(os.getpid())
+                              if p not in before and _platform.process_group_of(p) == p), None)
+        else:
+            raise ValueError(f"unknown base {base!r}")
         self.app: Any = None
         self.root: ChildRef | None = None
         self.exit: ApplicationExit | None = None
@@ -86,8 +104,8 @@ class Runtime:
             raise StartError("timeout" if reply is None else reply)
         children = self.which_children(self.app)
         self.root = children[0][1]
-        self.log.info("runtime.started", admin_port=self.admin_port, root_pid=self.root.pid,
-                      process_group=self.pgid)
+        self.log.info("runtime.started", base=self.base, admin_port=self.admin_port,
+                      root_pid=self.root.pid, root_actor_id=self.root.actor_id, process_group=self.pgid)
         return self.root
 
     def wait(self, timeout: float | None = None,
@@ -182,6 +200,8 @@ class Runtime:
         request.ref = next(self._refs)
         deadline = None if timeout is None else time.monotonic() + timeout
         self.system.tell(_addr(address), request)
+        if self.base == IN_PROCESS_BASE:
+            return self._call_in_process(request, deadline, interrupted)
         while True:
             if interrupted is not None and interrupted():
                 return None
@@ -192,6 +212,28 @@ class Runtime:
             reply = self.system.listen(step)
             if isinstance(reply, Reply) and reply.ref == request.ref:
                 return reply.result
+
+    def _call_in_process(self, request: _Request, deadline: float | None,
+                         interrupted: Callable[[], bool] | None) -> Any:
+        # simpleSystemBase's listen() sleeps until its next wakeup even when
+        # the reply came during tell(): drain what is there, then run the
+        # system ourselves until the reply, a deadline or an interruption.
+        from .inprocess import next_wakeup_in, run_due
+        while True:
+            reply = self.system.listen(0)
+            while reply is not None:
+                if isinstance(reply, Reply) and reply.ref == request.ref:
+                    return reply.result
+                reply = self.system.listen(0)
+            if interrupted is not None and interrupted():
+                return None
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return None
+            step = 0.2 if deadline is None else min(0.2, deadline - now)
+            due = next_wakeup_in(self.system)
+            time.sleep(step if due is None else min(step, due))
+            run_due(self.system)
 
     def which_children(self, sup: Any = None) -> list[tuple]:
         return self.call(sup or self.root, WhichChildren())

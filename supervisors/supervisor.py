@@ -27,14 +27,13 @@ counts as ``killed``.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import deque
 from typing import Any, Callable
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from . import _platform, faults
+from . import faults
 from . import log as _log
 from .actor import RUNNING, SupervisedActor
 from .intensity import RestartIntensity
@@ -61,7 +60,7 @@ _TIMER = "__supervisor_timer__"
 class Child:
     """One child spec and, while it runs, its process."""
 
-    __slots__ = ("spec", "address", "key", "pid", "start_time", "state", "reason", "details",
+    __slots__ = ("spec", "address", "key", "pid", "start_time", "actor_id", "state", "reason", "details",
                  "reported", "dead", "acked", "kill_sent", "grace_over", "incarnation", "going_since",
                  "exit_sent_at")
 
@@ -76,6 +75,7 @@ class Child:
         self.key = None
         self.pid = None
         self.start_time = None
+        self.actor_id = None
         self.reason = None
         self.details = None
         self.reported = False
@@ -101,7 +101,8 @@ class Child:
         return self.dead and (self.reported or self.grace_over)
 
     def ref(self) -> ChildRef | None:
-        return ChildRef(self.pid, self.address) if self.state == RUNNING_ and self.pid else None
+        return (ChildRef(self.pid, self.address, self.actor_id)
+                if self.state == RUNNING_ and self.pid else None)
 
 
 class _Wait:
@@ -179,12 +180,10 @@ class Supervisor(SupervisedActor):
                     self.send(sender, NoticeReply(answer))
         elif isinstance(message, ChildActorExited):
             for child in self._at_address(message.childAddress):
-                if child.pid is not None and _platform.process_alive(child.pid, child.start_time):
-                    # Thespian sends this when the child says goodbye, a few
-                    # ms before the process is gone; OTP's EXIT means gone.
-                    self._going(child)
-                else:
+                if self._sup_tier.gone(child):
                     self._on_death(child)
+                else:
+                    self._going(child)
             # Simultaneous deaths may have gone unreported: look at everyone soon.
             self._arm_poll(FIRST_CHECK)
         elif isinstance(message, WakeupMessage):
@@ -213,6 +212,7 @@ class Supervisor(SupervisedActor):
         if isinstance(message, InitAck):
             child.pid = message.pid
             child.start_time = message.start_time
+            child.actor_id = message.actor_id
             child.acked = True
             return
         # InitFailed or Exiting: the child has said why it exits and waits
@@ -284,7 +284,10 @@ class Supervisor(SupervisedActor):
 
     def _arm_poll(self, delay: float) -> None:
         """Check the children's liveness in ``delay`` s, unless a check is
-        already due by then (checks are coalesced)."""
+        already due by then (checks are coalesced).  Not on a tier whose
+        death notices are exact (in-process)."""
+        if not self._sup_tier.polls_liveness:
+            return
         due = time.monotonic() + delay
         if any(t <= due + 0.005 for t in self._polls):
             return
@@ -297,7 +300,7 @@ class Supervisor(SupervisedActor):
         for child in list(self._by_incarnation.values()):
             if child.dead:
                 continue
-            if child.pid is not None and not _platform.process_alive(child.pid, child.start_time):
+            if not self._sup_tier.alive(child):
                 self._on_death(child)
             elif child.going_since is not None:
                 # back off while it lingers: 10 ms, then about its age, up to 1 s
@@ -381,38 +384,17 @@ class Supervisor(SupervisedActor):
         return ("error", reason)
 
     def _end_reported(self, child: Child) -> bool:
-        """SIGKILL a child that has reported its exit and waits to be ended.
-        False if its pid is not known."""
-        if child.pid is None or child.start_time is None:
-            return False
-        _platform.signal_process(child.pid, child.start_time, signal.SIGKILL)
-        return True
+        """End a child that has reported its exit and waits to be ended
+        (tier-specific); False if that is not possible yet (no pid)."""
+        return self._sup_tier.end_reported(self, child)
 
     def _kill(self, child: Child) -> None:
+        """OTP's exit(Child, kill): untrappable, no terminate."""
         if child.dead:
             return
         child.kill_sent = True
-        if child.pid is None:
-            pid = self._find_unacked_child_pid()
-            if pid is not None:
-                child.pid, child.start_time = pid, _platform.process_start_time(pid)
-        if child.pid is not None:
-            # through a pidfd, checked against the start time: never a reused pid
-            # (a start time of None: already gone, or a zombie waiting to be reaped)
-            if child.start_time is not None:
-                _platform.signal_process(child.pid, child.start_time, signal.SIGKILL)
-        else:
-            self.send(child.address, ActorExitRequest(recursive=False))
+        self._sup_tier.kill(self, child)
         self._going(child)
-
-    def _find_unacked_child_pid(self) -> int | None:
-        """A child killed before it acknowledged has not told us its pid; it is
-        the one process of ours no other child claims (starts are serial)."""
-        known = {c.pid for c in self._by_incarnation.values() if c.pid}
-        me = os.getpid()
-        candidates = [p for p in _platform.children_of(me)
-                      if p not in known and _platform.process_start_time(p) is not None]
-        return candidates[0] if len(candidates) == 1 else None
 
     def _forget(self, child: Child) -> None:
         """The child's process is gone and its death handled."""
@@ -718,11 +700,14 @@ class Supervisor(SupervisedActor):
         return "ok"
 
     def _find(self, key: Any) -> Child | None:
-        if isinstance(key, ChildRef):
-            key = key.pid
+        by_ref = isinstance(key, ChildRef)
+        if by_ref:
+            key = key.actor_id if key.actor_id is not None else key.pid
         for child in self.children:
             if self.dynamic:
-                if isinstance(key, int) and child.pid == key:
+                if isinstance(key, int) and child.pid == key and self._sup_tier.polls_liveness:
+                    return child
+                if by_ref and isinstance(key, str) and child.actor_id == key:
                     return child
             elif child.spec.id == key:
                 return child

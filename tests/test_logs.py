@@ -843,3 +843,24 @@ def test_real_server_log_checks_out(make_server):
     restart = body.find(f"RESTARTED child compression: pid {pid} -> {restarted['child_pid']}")
     assert restart > positions[5]
     assert "compression recovered" in body and "released: cause close" in body
+
+
+def test_console_format_is_one_short_line_per_event(tmp_path):
+    """The console format drops the detail (child specs, tracebacks) that the
+    JSON keeps: one short line per event."""
+    from supervisors import log as slog
+    path = tmp_path / "console.log"
+    before = slog.current()
+    offender = {"pid": 1, "id": "connection", "start": "actors.connection.ConnectionActor(" + "x" * 500 + ")",
+                "restart_type": "temporary", "shutdown": 6000, "child_type": "worker"}
+    try:
+        for fmt in ("console", "json"):
+            slog.configure(slog.LogConfig(path=str(path), format=fmt))
+            slog.get_logger(actor="Supervisor", supervisor="connection-c1").info(
+                "supervisor.child.started", child_id="connection", started=offender, note="y" * 300)
+    finally:
+        slog.configure(before)
+    console, js = path.read_text().splitlines()
+    assert "supervisor.child.started" in console and "child_id" in console
+    assert len(console) < 300 and "xxxxx" not in console
+    assert json.loads(js)["started"]["start"].endswith("x" * 10 + ")")   # the JSON keeps it all

@@ -1,0 +1,121 @@
+"""In-process actor systems: Thespian's ``simpleSystemBase`` as a supervision tier.
+
+``start_system()`` makes a private simpleSystemBase system (one per worker
+thread that drives it) and attaches an :class:`~supervisors.tiers.InProcessTier`
+to it.  Actors in it are ordinary Thespian actors; the Supervisor runs there
+unchanged (see tiers.py for what differs).
+
+Two costs of simpleSystemBase grow with the number of actors, measured with
+thousands of connection subtrees in one system, and are replaced here by
+equivalent data structures (same methods, same behaviour):
+
+* its wakeups are a list scanned in full on *every* send (``_realizeWakeups``
+  partitions the whole list): with 10,000 pending timers each delivery cost
+  milliseconds.  Here: a heap, O(log n) to add, O(1) to check.
+* its pending sends are a list popped from the front (O(n) per delivery when
+  10,000 shutdown requests are queued at once).  Here: a deque.
+
+``run_due(system)`` delivers what is due (expired wakeups and queued sends)
+without blocking; ``next_wakeup_in(system)`` says when to call it again: an
+I/O loop that owns the thread drives the system with these two.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from typing import Any
+
+from thespian.actors import ActorSystem
+from thespian.system.timing import ExpirationTimer, currentTime
+
+from .tiers import InProcessTier
+
+
+class _SendQueue(deque):
+    """A deque that answers simpleSystemBase's ``pop(0)``."""
+
+    def pop(self, index: int = -1) -> Any:   # type: ignore[override]
+        return self.popleft() if index == 0 else deque.pop(self)
+
+
+class _HeapWakeups:
+    """simpleSystemBase's WakeupManager methods over a heap."""
+
+    def __init__(self, base: Any) -> None:
+        self.heap: list = []
+        self.seq = itertools.count()
+        self.base = base
+        # keep whatever was already scheduled
+        for addr, timer, payload in base._wakeUps:
+            self.add_timer(addr, timer, payload)
+        base._wakeUps = []
+
+    def add_timer(self, addr: Any, timer: ExpirationTimer, payload: Any) -> None:
+        due = currentTime() + timer.view().remaining().total_seconds()
+        heapq.heappush(self.heap, (due, next(self.seq), addr, timer, payload))
+
+    def _add_wakeup(self, from_actor: Any, time_period: Any, payload: Any) -> None:
+        self.add_timer(from_actor, ExpirationTimer(time_period), payload)
+
+    def _pop_expired_wakeups(self, ct: float) -> list:
+        heap = self.heap
+        if not heap or heap[0][0] > ct:
+            return []
+        out = []
+        while heap and heap[0][0] <= ct:
+            _due, _n, addr, timer, payload = heapq.heappop(heap)
+            out.append((addr, timer, payload))
+        return out
+
+    def _next_wakeup(self) -> Any:
+        return self.heap[0][3] if self.heap else None
+
+    def next_due(self) -> float | None:
+        return self.heap[0][0] if self.heap else None
+
+    def add_wakeups_to_status(self, statusmsg: Any) -> Any:
+        statusmsg.addWakeups([(e[2], e[3]) for e in self.heap])
+        return statusmsg
+
+
+def adopt(base: Any) -> InProcessTier:
+    """Attach a tier (and the scalable queues) to a simpleSystemBase system base."""
+    tier = getattr(base, "_supervisors_tier", None)
+    if tier is not None:
+        return tier
+    wakeups = _HeapWakeups(base)
+    base._supervisors_wakeups = wakeups
+    base._add_wakeup = wakeups._add_wakeup
+    base._pop_expired_wakeups = wakeups._pop_expired_wakeups
+    base._next_wakeup = wakeups._next_wakeup
+    base.add_wakeups_to_status = wakeups.add_wakeups_to_status
+    base._pendingSends = _SendQueue(base._pendingSends)
+    tier = InProcessTier(base)
+    base._supervisors_tier = tier
+    return tier
+
+
+def start_system() -> ActorSystem:
+    """A new private in-process actor system with a tier attached."""
+    system = ActorSystem("simpleSystemBase", transientUnique=True, logDefs=False)
+    adopt(system._systemBase)
+    return system
+
+
+def tier(system: ActorSystem) -> InProcessTier:
+    return adopt(system._systemBase)
+
+
+def run_due(system: ActorSystem) -> None:
+    """Deliver every expired wakeup and every queued send, then return."""
+    base = system._systemBase
+    base._realizeWakeups()
+    base._runSends(None)   # None: until nothing is pending, never sleeping
+
+
+def next_wakeup_in(system: ActorSystem) -> float | None:
+    """Seconds until the next wakeup is due (0 if overdue), None if none."""
+    due = system._systemBase._supervisors_wakeups.next_due()
+    return None if due is None else max(0.0, due - currentTime())
