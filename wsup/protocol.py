@@ -18,6 +18,14 @@ Compression (RFC 7692) plugs in as ``compression``: an object with
 ``rsv1_allowed`` (negotiated), ``decompress(chunk, final) -> bytes`` (raises
 :class:`ProtocolFailure` to fail the connection), ``message_done()`` and
 ``compress(data) -> bytes | None`` (None: send uncompressed).
+
+Or the contexts live elsewhere (another actor) and answers come later: a
+``compression`` object with ``asynchronous = True``.  Then each compressed
+chunk is an :class:`InflateNeeded` event and parsing pauses (frames after it
+wait in the buffer, so order is kept) until the caller hands the plaintext
+back with :meth:`ServerProtocol.inflated` (or a failure with
+:meth:`ServerProtocol.inflate_failed`).  Outgoing messages are compressed by
+the caller and framed with :meth:`ServerProtocol.send_compressed`.
 """
 
 from __future__ import annotations
@@ -43,6 +51,14 @@ MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 
 _LOCAL_ONLY = {1005, 1006, 1015}
+
+
+@dataclass
+class InflateNeeded:
+    """A compressed chunk of the message in progress: inflate it and call
+    ``inflated(plaintext)``; nothing more is parsed until then."""
+    chunk: bytes
+    final: bool
 
 
 @dataclass
@@ -144,6 +160,9 @@ class ServerProtocol:
         self._msg_size = 0
         self._msg_compressed = False
         self._utf8: Any = None
+        self._async = compression is not None and getattr(compression, "asynchronous", False)
+        self._awaiting: tuple[bool] | None = None   # (final,) of the chunk being inflated elsewhere
+        self._eof_pending = False
 
     # -- input ----------------------------------------------------------------
 
@@ -152,9 +171,14 @@ class ServerProtocol:
         if self.state == CLOSED:
             return
         if not data:
+            if self._awaiting is not None:
+                self._eof_pending = True   # after what is buffered
+                return
             self._eof()
             return
         self._decoder.receive_bytes(data)
+        if self._awaiting is not None:
+            return
         try:
             self._parse()
         except ProtocolFailure as exc:
@@ -170,7 +194,7 @@ class ServerProtocol:
 
     def _parse(self) -> None:
         decoder = self._decoder
-        while self.state != CLOSED:
+        while self.state != CLOSED and self._awaiting is None:
             try:
                 frame_ = decoder.process_buffer()
             except ParseFailed as exc:
@@ -206,6 +230,10 @@ class ServerProtocol:
         final = fr.frame_finished and fr.message_finished
         data = fr.payload
         if self._msg_compressed and self.state == OPEN:
+            if self._async:
+                self._awaiting = (final,)
+                self._events.append(InflateNeeded(bytes(data), final))
+                return
             data = self.compression.decompress(data, final)
         self._add_to_message(data, final)
         if final:
@@ -277,6 +305,32 @@ class ServerProtocol:
         self.state = CLOSED
         self._events.append(CloseReceived(code, reason))
 
+    @property
+    def awaiting_inflate(self) -> bool:
+        return self._awaiting is not None
+
+    def inflated(self, data: bytes) -> None:
+        """The plaintext of the last InflateNeeded chunk: go on parsing."""
+        if self._awaiting is None:
+            raise RuntimeError("no inflate is awaited")
+        (final,), self._awaiting = self._awaiting, None
+        if self.state == CLOSED:
+            return
+        try:
+            self._add_to_message(data, final)
+            if final:
+                self._finish_message()
+            self._parse()
+        except ProtocolFailure as exc:
+            self.fail(exc.code, exc.reason)
+        if self._eof_pending and self._awaiting is None and self.state != CLOSED:
+            self._eof()
+
+    def inflate_failed(self, code: int, reason: str) -> None:
+        """The last InflateNeeded chunk could not be inflated (1007, 1009, 1011)."""
+        self._awaiting = None
+        self.fail(code, reason)
+
     # -- output ---------------------------------------------------------------
 
     def events_received(self) -> list[Any]:
@@ -300,6 +354,12 @@ class ServerProtocol:
             self._out += frame(opcode, compressed, rsv1=True)
         else:
             self._out += frame(opcode, payload)
+
+    def send_compressed(self, text: bool, payload: bytes) -> None:
+        """Frame a message the caller has deflated (RSV1 set)."""
+        if self.state != OPEN:
+            raise RuntimeError(f"cannot send a message: the connection is {self.state}")
+        self._out += frame(Opcode.TEXT if text else Opcode.BINARY, payload, rsv1=True)
 
     def send_ping(self, payload: bytes = b"") -> None:
         if self.state == OPEN:
