@@ -15,6 +15,11 @@ equivalent data structures (same methods, same behaviour):
 * its pending sends are a list popped from the front (O(n) per delivery when
   10,000 shutdown requests are queued at once).  Here: a deque.
 
+And one constant cost: every delivery calls ``logging.getLogger('Thespian')
+.debug(...)`` (1.4 of 6.2 us per delivery, measured); actors made after
+:func:`adopt` receive without it (the module's ``actor_base_receive`` is
+replaced once for the process: in-process systems only).
+
 ``run_due(system)`` delivers what is due (expired wakeups and queued sends)
 without blocking; ``next_wakeup_in(system)`` says when to call it again: an
 I/O loop that owns the thread drives the system with these two.
@@ -27,6 +32,7 @@ import itertools
 from collections import deque
 from typing import Any
 
+import thespian.system.simpleSystemBase as _simple
 from thespian.actors import ActorSystem
 from thespian.system.timing import ExpirationTimer, currentTime
 
@@ -80,11 +86,16 @@ class _HeapWakeups:
         return statusmsg
 
 
+def _receive(actor: Any, msg: Any, sender: Any) -> None:
+    actor.receiveMessage(msg, sender)
+
+
 def adopt(base: Any) -> InProcessTier:
     """Attach a tier (and the scalable queues) to a simpleSystemBase system base."""
     tier = getattr(base, "_supervisors_tier", None)
     if tier is not None:
         return tier
+    _simple.actor_base_receive = _receive
     wakeups = _HeapWakeups(base)
     base._supervisors_wakeups = wakeups
     base._add_wakeup = wakeups._add_wakeup

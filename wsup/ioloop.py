@@ -1,0 +1,280 @@
+"""A worker's I/O loop: the one place where sockets are read and written.
+
+Erlang runs many processes in a few OS threads and gives each socket to one
+process as a *port*; this is the same for Thespian's in-process base.  A
+:class:`WorkerLoop` owns one thread, a selector and one in-process actor
+system (supervisors.inprocess), and nothing else runs that system:
+
+* readiness: a readable :class:`Port` is read here and its owner actor is
+  told :class:`PortData` (``data == b""``: the peer closed); a port with
+  output pending is flushed when writable;
+* timers: actors use Thespian's ``wakeupAfter``; the loop sleeps no longer
+  than the system's next wakeup and delivers what is due;
+* other threads hand work in with :meth:`WorkerLoop.post` (a self-pipe).
+
+A Port is owned by exactly one actor.  The actor writes (``port.write``,
+buffered, never blocking) and closes it; if the actor dies without closing
+it — an in-process kill skips ``terminate`` — the loop closes it from the
+tier's death hook, as Erlang closes a dead process's ports.  Release happens
+in :meth:`Port.close` only, once.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from supervisors import inprocess
+
+READ_SIZE = 65536
+
+
+@dataclass
+class PortData:
+    """Bytes read from the owner's port; ``b""``: the peer closed its side."""
+    port: "Port"
+    data: bytes
+
+
+class Port:
+    __slots__ = ("loop", "sock", "fd", "owner", "owner_id", "out", "reading", "closed", "peer_closed",
+                 "_events")
+
+    def __init__(self, loop: "WorkerLoop", sock: socket.socket, owner: Any, owner_id: str) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.owner = owner            # the owner's Thespian address
+        self.owner_id = owner_id
+        self.out = bytearray()
+        self.reading = True
+        self.closed = False
+        self.peer_closed = False
+        self._events = 0
+
+    # -- what the owner calls ------------------------------------------------
+
+    def write(self, data: bytes) -> bool:
+        """Queue ``data``; sent at once if the socket takes it.  False if the
+        port is closed or the connection broke."""
+        if self.closed:
+            return False
+        if not self.out:
+            try:
+                n = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                self.close()
+                return False
+            if n == len(data):
+                return True
+            data = memoryview(data)[n:]
+        self.out += data
+        self._update()
+        return True
+
+    @property
+    def pending_output(self) -> int:
+        return len(self.out)
+
+    def pause_reading(self) -> None:
+        self.reading = False
+        self._update()
+
+    def resume_reading(self) -> None:
+        if not self.peer_closed:
+            self.reading = True
+            self._update()
+
+    def close(self) -> None:
+        """The one place the socket is released (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.loop._forget(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- the loop's side -----------------------------------------------------
+
+    def _update(self) -> None:
+        if self.closed:
+            return
+        events = (selectors.EVENT_READ if self.reading else 0) | (selectors.EVENT_WRITE if self.out else 0)
+        if events == self._events:
+            return
+        sel = self.loop.selector
+        if self._events and events:
+            sel.modify(self.fd, events, self)
+        elif events:
+            sel.register(self.fd, events, self)
+        else:
+            sel.unregister(self.fd)
+        self._events = events
+
+    def _on_writable(self) -> None:
+        try:
+            n = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.out.clear()
+            self._update()
+            return
+        del self.out[:n]
+        self._update()
+
+    def _on_readable(self) -> bytes | None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            data = b""   # reset by the peer: an end like EOF
+        if not data:
+            self.peer_closed = True
+            self.reading = False
+            self._update()
+        return data
+
+
+class WorkerLoop:
+    def __init__(self, system: Any = None) -> None:
+        self.system = system if system is not None else inprocess.start_system()
+        self.tier = inprocess.tier(self.system)
+        self.tier.on_death(self._owner_died)
+        self.selector = selectors.DefaultSelector()
+        self.ports: dict[int, Port] = {}
+        self._by_owner: dict[str, set[Port]] = {}
+        self._listeners: dict[int, tuple[socket.socket, Callable[[socket.socket, Any], None]]] = {}
+        self._posted: deque = deque()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._stopping = False
+        self.thread: threading.Thread | None = None
+
+    # -- set-up (loop thread, or before it runs) --------------------------------
+
+    def listen(self, sock: socket.socket, on_accept: Callable[[socket.socket, Any], None]) -> None:
+        """Accept on ``sock``; ``on_accept(client, peer)`` runs in the loop."""
+        sock.setblocking(False)
+        self._listeners[sock.fileno()] = (sock, on_accept)
+        self.selector.register(sock.fileno(), selectors.EVENT_READ, "listen")
+
+    def stop_listening(self) -> None:
+        for fd, (sock, _cb) in list(self._listeners.items()):
+            self.selector.unregister(fd)
+            sock.close()
+        self._listeners.clear()
+
+    def open_port(self, sock: socket.socket, owner: Any) -> Port:
+        """Give ``sock`` to the actor at ``owner`` (its only owner from now)."""
+        sock.setblocking(False)
+        port = Port(self, sock, owner, self.tier.actor_id(owner))
+        self.ports[port.fd] = port
+        self._by_owner.setdefault(port.owner_id, set()).add(port)
+        port._update()
+        return port
+
+    # -- any thread -------------------------------------------------------------
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` in the loop thread, soon."""
+        self._posted.append(fn)
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass   # already awake
+
+    def stop(self) -> None:
+        self.post(self._stop)
+
+    # -- the loop -----------------------------------------------------------------
+
+    def start(self, name: str = "worker-loop") -> threading.Thread:
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def run(self) -> None:
+        try:
+            while not self._stopping:
+                inprocess.run_due(self.system)
+                timeout = inprocess.next_wakeup_in(self.system)
+                for key, events in self.selector.select(timeout):
+                    what = key.data
+                    if what == "wake":
+                        self._run_posted()
+                    elif what == "listen":
+                        self._accept(key.fd)
+                    else:
+                        self._on_port(what, events)
+                    if self._stopping:
+                        break
+        finally:
+            self._close_all()
+
+    def _stop(self) -> None:
+        self._stopping = True
+
+    def _run_posted(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._posted:
+            self._posted.popleft()()
+
+    def _accept(self, fd: int) -> None:
+        sock, on_accept = self._listeners[fd]
+        for _ in range(64):   # a burst, not forever: the other sockets wait
+            try:
+                client, peer = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return   # EMFILE and friends: try again on the next readiness
+            on_accept(client, peer)
+
+    def _on_port(self, port: Port, events: int) -> None:
+        if events & selectors.EVENT_WRITE and not port.closed:
+            port._on_writable()
+        if events & selectors.EVENT_READ and not port.closed and port.reading:
+            data = port._on_readable()
+            if data is not None:
+                self.system.tell(port.owner, PortData(port, data))
+
+    def _forget(self, port: Port) -> None:
+        if port._events:
+            try:
+                self.selector.unregister(port.fd)
+            except (KeyError, ValueError):
+                pass
+            port._events = 0
+        self.ports.pop(port.fd, None)
+        owned = self._by_owner.get(port.owner_id)
+        if owned is not None:
+            owned.discard(port)
+            if not owned:
+                del self._by_owner[port.owner_id]
+
+    def _owner_died(self, actor_id: str, killed: bool) -> None:
+        for port in list(self._by_owner.get(actor_id, ())):
+            port.close()
+
+    def _close_all(self) -> None:
+        for port in list(self.ports.values()):
+            port.close()
+        self.stop_listening()
+        self.selector.close()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
