@@ -261,7 +261,9 @@ class Supervisor(SupervisedActor):
             return  # Thespian may report a death twice
         child.dead = True
         if not child.reported:
-            if child.kill_sent:
+            # In-process, a death notice comes when the instance is dropped,
+            # after any report it sent: no report means killed, at once.
+            if child.kill_sent or not self._sup_tier.polls_liveness:
                 child.reason = KILLED
                 child.grace_over = True
             else:

@@ -17,6 +17,7 @@ class ServerConfig:
     app: str = "wsup.app:EchoApp"
     max_connections: int = 1000
     connection_supervisors: int = 8            # partitions of the connections supervisor
+    workers: int = 0                           # >0: the worker layout (in-process connections), K workers
     max_message_size: int = MiB
     max_frame_size: int | None = None          # None: bounded by max_message_size
     idle_timeout: float | None = None          # seconds without a frame from the client

@@ -146,7 +146,22 @@ class Port:
         return data
 
 
+_CURRENT: "WorkerLoop | None" = None
+
+
+def current() -> "WorkerLoop":
+    """The loop of this worker process (the in-process actors' one)."""
+    if _CURRENT is None:
+        raise RuntimeError("no worker loop in this process")
+    return _CURRENT
+
+
 class WorkerLoop:
+    def make_current(self) -> "WorkerLoop":
+        global _CURRENT
+        _CURRENT = self
+        return self
+
     def __init__(self, system: Any = None) -> None:
         self.system = system if system is not None else inprocess.start_system()
         self.tier = inprocess.tier(self.system)
@@ -160,6 +175,8 @@ class WorkerLoop:
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
         self.thread: threading.Thread | None = None
+        self._held: dict[str, socket.socket] = {}   # accepted, not yet claimed by an actor
+        self.after_each: Callable[[], None] | None = None   # runs after every batch of events
 
     # -- set-up (loop thread, or before it runs) --------------------------------
 
@@ -183,6 +200,18 @@ class WorkerLoop:
         self._by_owner.setdefault(port.owner_id, set()).add(port)
         port._update()
         return port
+
+    def hold(self, key: str, sock: socket.socket) -> None:
+        """Keep an accepted socket until the actor made for it claims it."""
+        self._held[key] = sock
+
+    def claim(self, key: str, owner: Any) -> Port:
+        """The actor at ``owner`` takes the socket held under ``key``."""
+        return self.open_port(self._held.pop(key), owner)
+
+    def drop_held(self, key: str) -> socket.socket | None:
+        """The socket held under ``key`` if nobody claimed it (its actor did not start)."""
+        return self._held.pop(key, None)
 
     # -- any thread -------------------------------------------------------------
 
@@ -219,6 +248,9 @@ class WorkerLoop:
                         self._on_port(what, events)
                     if self._stopping:
                         break
+                if self.after_each is not None:
+                    inprocess.run_due(self.system)
+                    self.after_each()
         finally:
             self._close_all()
 
@@ -274,6 +306,9 @@ class WorkerLoop:
     def _close_all(self) -> None:
         for port in list(self.ports.values()):
             port.close()
+        for sock in self._held.values():
+            sock.close()
+        self._held.clear()
         self.stop_listening()
         self.selector.close()
         for fd in (self._wake_r, self._wake_w):

@@ -25,13 +25,15 @@ class ContextLedger:
     def __init__(self, log: Log) -> None:
         self._log = log                       # log(event, **fields)
         self._open: dict[str, Any] = {}       # context id -> owner
+        self._fields: dict[str, dict] = {}    # context id -> fields for its records (connection_id)
         self.opened_total = 0
         self.released_total = 0
 
-    def opened(self, contexts: Iterable[dict], owner_pid: int, owner: Any = None) -> tuple[str, ...]:
+    def opened(self, contexts: Iterable[dict], owner_pid: int, owner: Any = None, **fields: Any) -> tuple[str, ...]:
         """Record contexts about to be made (each: context_id, direction,
         window_bits, primed_bytes) by the CompressionActor ``owner`` (its
-        actor id; its pid if None) in process ``owner_pid``; returns their ids."""
+        actor id; its pid if None) in process ``owner_pid``; returns their ids.
+        ``fields`` (e.g. connection_id) go into this context's records."""
         owner = owner_pid if owner is None else owner
         ids = []
         for ctx in contexts:
@@ -39,12 +41,15 @@ class ContextLedger:
             if cid in self._open:
                 continue
             self._open[cid] = owner
+            if fields:
+                self._fields[cid] = fields
             self.opened_total += 1
             ids.append(cid)
             extra = {} if owner == owner_pid else {"owner_actor_id": owner}
             self._log("compression.context.opened", child_id="compression", context_id=cid,
                       direction=ctx["direction"], window_bits=ctx["window_bits"], owner_pid=owner_pid,
-                      owner_actor="CompressionActor", primed_bytes=ctx.get("primed_bytes", 0), **extra)
+                      owner_actor="CompressionActor", primed_bytes=ctx.get("primed_bytes", 0), **extra,
+                      **fields)
         return tuple(ids)
 
     def released(self, context_id: str, cause: str, by: Any) -> bool:
@@ -53,7 +58,7 @@ class ContextLedger:
             return False
         self.released_total += 1
         self._log("compression.context.released", child_id="compression", context_id=context_id,
-                  cause=cause, by=by)
+                  cause=cause, by=by, **self._fields.pop(context_id, {}))
         return True
 
     def owner_died(self, owner: Any, by: Any) -> list[str]:
@@ -65,3 +70,17 @@ class ContextLedger:
 
     def open_contexts(self, owner: Any = None) -> list[str]:
         return [cid for cid, o in self._open.items() if owner is None or o == owner]
+
+
+_WORKER_LEDGER: ContextLedger | None = None
+
+
+def worker_ledger() -> ContextLedger:
+    """This worker process's ledger (one per process: the in-process tier's
+    actors share it; it outlives all of them)."""
+    global _WORKER_LEDGER
+    if _WORKER_LEDGER is None:
+        from supervisors import get_logger
+        log = get_logger(actor="ContextLedger")
+        _WORKER_LEDGER = ContextLedger(lambda event, **kw: log.info(event, **kw))
+    return _WORKER_LEDGER

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from actors.connection_supervisor import ConnectionSupervisor
 from actors.listener import ListenerActor, ListenerInfo
-from supervisors import (ONE_FOR_ALL, PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY,
+from supervisors import (ONE_FOR_ALL, ONE_FOR_ONE, PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY,
                          ChildRef, ChildSpec, PartitionSupervisor, Runtime, StartError, SupFlags, supervisor_spec)
 from supervisors import _platform
 from supervisors.reasons import to_json
@@ -46,7 +46,28 @@ def partition_limits(config: ServerConfig) -> list[int]:
     return [q + (1 if i < r else 0) for i in range(k)]
 
 
+def worker_limits(config: ServerConfig) -> list[int]:
+    """--max-connections shared out over the workers (they add up to it)."""
+    k = min(config.workers, config.max_connections)
+    q, r = divmod(config.max_connections, k)
+    return [q + (1 if i < r else 0) for i in range(k)]
+
+
+def workers_spec(config: ServerConfig) -> ChildSpec:
+    """wsup (rest_for_one) -> workers (one_for_one) -> worker-1..K (WorkerActor)."""
+    from actors.worker_actor import WorkerActor
+    workers = [ChildSpec(f"worker-{i + 1}", (WorkerActor, (config, i + 1, limit)), restart=PERMANENT,
+                         shutdown=int((config.shutdown_timeout + 1 + config.compression_shutdown_timeout + 5) * 1000),
+                         start_timeout=30.0)
+               for i, limit in enumerate(worker_limits(config))]
+    sup = supervisor_spec("workers", SupFlags(strategy=ONE_FOR_ONE, intensity=5, period=5.0, name="workers"),
+                          workers)
+    return supervisor_spec("wsup", SupFlags(strategy=REST_FOR_ONE, intensity=3, period=5.0, name="wsup"), [sup])
+
+
 def server_spec(config: ServerConfig) -> ChildSpec:
+    if config.workers:
+        return workers_spec(config)
     partitions = [
         supervisor_spec(
             f"connections-{i + 1}",
@@ -91,6 +112,9 @@ class Server:
             rt.log.error("server.start_failed", reason=to_json(exc.reason))
             rt.shutdown()
             raise
+        if self.config.workers:
+            self.address = (self.config.host, self.config.port)
+            return self.address
         listener = self.child("listener")
         self.address = tuple(rt.call(listener, ListenerInfo(), 10))
         return self.address

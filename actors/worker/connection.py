@@ -1,0 +1,104 @@
+"""ConnectionActor (in-process): owns one client socket, as a port of its worker's loop.
+
+A thin shell: the connection's logic is wsup.session.Session; this actor is
+its host.  Bytes come as PortData from the loop, timers are Thespian
+wakeups, compression goes to the CompressionActor beside it (started by the
+ConnectionSupervisor on our request once permessage-deflate is agreed) as
+in-process messages, and every end of the connection goes through the
+Session (finish, or final_close from terminate).  Killed in-process (no
+terminate), the loop closes its port through the death hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thespian.actors import WakeupMessage
+
+from actors.worker.compression import CompressionActor
+from actors.worker.messages import Deflate, Deflated, Inflate, Inflated, InflateFailed, Release
+from supervisors import TRANSIENT, ChildSpec, SupervisedActor, faults
+from supervisors.messages import Reply, StartChild
+from wsup import ioloop
+from wsup.app import load_app
+from wsup.config import ServerConfig
+from wsup.ioloop import PortData
+from wsup.session import Session
+
+_TIMER = "__session_timer__"
+
+
+class ConnectionActor(SupervisedActor):
+    def init(self, config: ServerConfig, connection_id: str, peer: Any) -> None:
+        self.config = config
+        self.connection_id = connection_id
+        self.port = ioloop.current().claim(connection_id, self.myAddress)
+        self.compression: Any = None
+        self.session = Session(config, connection_id, tuple(peer), load_app(config.app), self,
+                               address=self.myAddress)
+
+    # -- the session's host ----------------------------------------------------
+
+    def write(self, data: bytes) -> bool:
+        return self.port.write(data)
+
+    def close_transport(self) -> None:
+        self.port.close()
+
+    def call_later(self, delay: float, what: Any) -> None:
+        self.wakeupAfter(delay, payload=(_TIMER, what))
+
+    def start_compression(self, params: Any) -> None:
+        cfg = self.config
+        spec = ChildSpec("compression", (CompressionActor, (self.connection_id, params, cfg.compression,
+                                                            cfg.max_message_size)),
+                         restart=TRANSIENT, shutdown=int(cfg.compression_shutdown_timeout * 1000),
+                         log_context={"connection_id": self.connection_id})
+        self.send(self.supervisor, StartChild(ref=1, spec_or_args=spec))
+
+    def inflate(self, chunk: bytes, final: bool) -> None:
+        self.send(self.compression, Inflate(chunk, final))
+
+    def deflate(self, seq: int, data: bytes) -> None:
+        self.send(self.compression, Deflate(seq, data))
+
+    def release_compression(self, cause: str) -> None:
+        if self.compression is not None:
+            self.send(self.compression, Release(cause))
+
+    # stop(reason) and log: SupervisedActor's
+
+    # -- messages ----------------------------------------------------------------
+
+    def handle_message(self, message: Any, sender: Any) -> None:
+        s = self.session
+        if isinstance(message, PortData):
+            s.data_received(message.data)
+        elif isinstance(message, WakeupMessage) and isinstance(message.payload, tuple) \
+                and message.payload[:1] == (_TIMER,):
+            s.timer(message.payload[1])
+        elif isinstance(message, Inflated):
+            s.inflated(message.data)
+        elif isinstance(message, Deflated):
+            s.deflated(message.seq, message.payload)
+        elif isinstance(message, InflateFailed):
+            s.inflate_failed(message.code, message.reason)
+        elif isinstance(message, Reply) and sender == self.supervisor:
+            result = message.result
+            if isinstance(result, tuple) and result[0] == "ok":
+                self.compression = result[1].address
+                s.compression_ready(True)
+            else:
+                s.compression_ready(False, repr(result))
+        else:
+            s.info(message)
+
+    def _on_shutdown_request(self) -> None:
+        self.session.shutdown()
+
+    def terminate(self, reason: Any) -> None:
+        if faults.ACTIVE:
+            faults.point("connection.terminate")
+        if not self.session.done:
+            self.session.final_close(reason)
+        self.port.close()

@@ -1,0 +1,40 @@
+"""Messages between a connection's in-process actors (never pickled: they
+stay in one worker; no zlib object is ever in one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Inflate:
+    chunk: bytes
+    final: bool
+
+
+@dataclass
+class Inflated:
+    data: bytes
+
+
+@dataclass
+class InflateFailed:
+    code: int
+    reason: str
+
+
+@dataclass
+class Deflate:
+    seq: int
+    data: bytes
+
+
+@dataclass
+class Deflated:
+    seq: int
+    payload: bytes | None      # None: send it uncompressed
+
+
+@dataclass
+class Release:
+    cause: str

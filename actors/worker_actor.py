@@ -1,0 +1,233 @@
+"""WorkerActor: one worker process of the process tier, hosting connections in-process.
+
+It is a process-tier actor (multiprocTCPBase, supervised by `workers`) that
+owns, in a thread of its own, a WorkerLoop (wsup.ioloop): a selector, its
+own SO_REUSEPORT listening socket on the server's port (the kernel spreads
+new connections over the workers; no handoff, no fork after accepting) and a
+private in-process actor system whose tree is
+
+    Application -> connections (simple_one_for_one, max_children = this worker's share)
+                   -> connection-<id> (ConnectionSupervisor) -> ConnectionActor [+ CompressionActor]
+
+The worker's ledger (wsup.ledger.worker_ledger) records every compression
+context; the tier's death hook releases, as ``owner_died``, the contexts of
+any in-process actor killed without terminate.
+
+This, the actor's Thespian thread, keeps the lifecycle: a ShutdownRequest
+becomes an ordered stop of the in-process tree (1001 to every client); when
+that tree is gone (or gave up: restart intensity) the worker exits (or
+crashes, and its supervisor restarts it).  A crash of the loop thread is a
+crash of the worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+import os
+import secrets
+import socket
+import threading
+from typing import Any
+
+from thespian.actors import WatchMessage
+
+from actors.worker.connection_supervisor import ConnectionSupervisor
+from supervisors import (SHUTDOWN, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY, ChildSpec, SupervisedActor,
+                         SupFlags, supervisor_spec)
+from supervisors import log as _log
+from supervisors.application import Application, AwaitExit, StopApplication
+from supervisors.mailbox import Mailbox
+from supervisors.messages import Init, InitAck, Reply, StartChild, WhichChildren, _Request
+from wsup.config import ServerConfig
+from wsup.handshake import http_response
+from wsup.ioloop import WorkerLoop
+from wsup.ledger import worker_ledger
+
+
+@dataclass
+class KillInProcess(_Request):
+    """Kill in-process actors of this worker (Erlang's exit(Pid, kill)): every
+    actor of class ``kind`` (ConnectionActor, CompressionActor,
+    ConnectionSupervisor, or Supervisor for ``connections``), of connection
+    ``connection_id`` if given, at most ``limit``.  Answered with the actor
+    ids killed.  Fault injection and chaos."""
+    kind: str = ""
+    connection_id: str | None = None
+    limit: int | None = None
+
+
+@dataclass
+class WorkerInfo(_Request):
+    """-> {"pid", "connections", "actors"}"""
+
+
+def listening_socket(config: ServerConfig) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(config.backlog)
+    return sock
+
+
+class WorkerActor(SupervisedActor):
+    def init(self, config: ServerConfig, index: int, max_connections: int) -> None:
+        self.config = config
+        self.index = index
+        self.mailbox = Mailbox()      # loop thread -> this thread
+        self.loop = WorkerLoop().make_current()
+        ledger = worker_ledger()
+        pid = os.getpid()
+        self.loop.tier.on_death(lambda actor_id, killed: ledger.owner_died(actor_id, pid))
+        self.listen_sock = listening_socket(config)
+        self._refs = itertools.count(1)
+        self._starts: dict[int, tuple[str, socket.socket]] = {}
+        self._stop_ref: int | None = None
+        self._exit_ref: int | None = None
+        system = self.loop.system
+        spec = supervisor_spec("connections", SupFlags(strategy=SIMPLE_ONE_FOR_ONE, intensity=10, period=5.0,
+                                                       max_children=max_connections, name="connections"),
+                               [ChildSpec("connection", (ConnectionSupervisor, ()), restart=TEMPORARY,
+                                          type=SUPERVISOR)])
+        self.app = system.createActor(Application)
+        reply = system.ask(self.app, Init("application", (spec,), {}, _log.current(),
+                                          f"worker-{index}", pid), 30)
+        if not isinstance(reply, InitAck):
+            raise RuntimeError(f"the in-process tree did not start: {reply!r}")
+        self.connections = self._call(WhichChildren())[0][1].address
+        self._exit_ref = self._send_request(self.app, AwaitExit())
+        self.loop.after_each = self._replies
+        self.loop.listen(self.listen_sock, self._accept)
+        self.thread = threading.Thread(target=self._run_loop, name=f"worker-{index}-loop", daemon=True)
+        self.thread.start()
+        self.log.info("worker.listening", host=config.host, port=config.port, max_connections=max_connections)
+
+    # -- the in-process tree, from outside it (loop thread, or before it runs) ------
+
+    def _send_request(self, target: Any, request: Any) -> int:
+        request.ref = next(self._refs)
+        self.loop.system.tell(target, request)
+        return request.ref
+
+    def _call(self, request: Any) -> Any:
+        ref = self._send_request(self.app, request)
+        while True:
+            reply = self.loop.system.listen(0)
+            if reply is None:
+                raise RuntimeError("no answer from the in-process tree")
+            if isinstance(reply, Reply) and reply.ref == ref:
+                return reply.result
+
+    def _replies(self) -> None:
+        """Answers from the in-process tree (loop thread)."""
+        system = self.loop.system
+        while True:
+            reply = system.listen(0)
+            if reply is None:
+                return
+            if not isinstance(reply, Reply):
+                continue
+            start = self._starts.pop(reply.ref, None)
+            if start is not None:
+                self._started(start, reply.result)
+            elif reply.ref in (self._stop_ref, self._exit_ref):
+                self.loop.stop()
+                result = reply.result
+                self.mailbox.put(("tree_exited", bool(getattr(result, "requested", False)), result))
+
+    def _accept(self, client: socket.socket, peer: Any) -> None:
+        connection_id = secrets.token_hex(6)
+        self.log.info("connection.accepted", connection_id=connection_id, peer=f"{peer[0]}:{peer[1]}")
+        self.loop.hold(connection_id, client)
+        ref = self._send_request(self.connections, StartChild(spec_or_args=(self.config, connection_id,
+                                                                             list(peer[:2]))))
+        self._starts[ref] = (connection_id, client)
+
+    def _started(self, start: tuple[str, socket.socket], result: Any) -> None:
+        connection_id, _sock = start
+        if isinstance(result, tuple) and result[0] == "ok":
+            return
+        sock = self.loop.drop_held(connection_id)
+        if sock is None:
+            return
+        status, why = (503, "server at its connection limit") if result == ("error", "max_children") \
+            else (500, "could not start the connection")
+        self.log.warning("connection.rejected", connection_id=connection_id, status=status, reason=why)
+        try:
+            sock.setblocking(False)
+            sock.send(http_response(status, why))
+        except OSError:
+            pass
+        sock.close()
+
+    def _run_loop(self) -> None:
+        try:
+            self.loop.run()
+        except BaseException as exc:   # the loop is this worker: its crash is ours
+            self.mailbox.crash(exc)
+
+    def _kill(self, req: KillInProcess, sender: Any) -> None:   # loop thread
+        killed = []
+        base = self.loop.system._systemBase
+        for ref in list(base.actorRegistry.values()):
+            inst = getattr(ref, "instance", None) if ref is not None else None
+            if inst is None or type(inst).__name__ != req.kind or getattr(inst, "_sup_killed", False):
+                continue
+            if req.kind == "Supervisor" and getattr(inst, "name", None) != "connections":
+                continue
+            if req.connection_id is not None and \
+                    getattr(inst, "_sup_log_context", {}).get("connection_id") != req.connection_id and \
+                    getattr(inst, "connection_id", None) != req.connection_id:
+                continue
+            if req.limit is not None and len(killed) >= req.limit:
+                break
+            actor_id = self.loop.tier.actor_id(ref.address)
+            if self.loop.tier.kill_address(ref.address):
+                killed.append(actor_id)
+        self.log.info("worker.killed", kind=req.kind, connection_id=req.connection_id, actor_ids=killed)
+        self.mailbox.put(("reply", sender, req.ref, killed))
+
+    def _info(self, req: WorkerInfo, sender: Any) -> None:   # loop thread
+        base = self.loop.system._systemBase
+        live = [r.instance for r in base.actorRegistry.values() if r is not None and r.instance is not None]
+        self.mailbox.put(("reply", sender, req.ref, {
+            "pid": os.getpid(), "actors": len(live),
+            "connections": sum(1 for i in live if type(i).__name__ == "ConnectionActor"),
+            "open_contexts": len(worker_ledger().open_contexts())}))
+
+    def _begin_stop(self) -> None:   # loop thread
+        self.loop.stop_listening()
+        self._stop_ref = self._send_request(self.app, StopApplication())
+        self._replies()
+
+    # -- the Thespian thread ---------------------------------------------------------
+
+    def watched_fds(self) -> list[int]:
+        return [self.mailbox.fileno()]
+
+    def handle_message(self, message: Any, sender: Any) -> None:
+        if isinstance(message, WatchMessage) and self.mailbox.fileno() in message.ready:
+            for item in self.mailbox.drain():       # a crash of the loop re-raises here
+                if item[0] == "reply":
+                    _, to, ref, result = item
+                    self.send(to, Reply(ref, result))
+                elif item[0] == "tree_exited":
+                    _, requested, result = item
+                    if not requested:
+                        raise RuntimeError(f"the in-process connections tree exited: {result!r}")
+                    self._exit_with(SHUTDOWN)
+        elif isinstance(message, KillInProcess):
+            self.loop.post(lambda: self._kill(message, sender))
+        elif isinstance(message, WorkerInfo):
+            self.loop.post(lambda: self._info(message, sender))
+
+    def _on_shutdown_request(self) -> None:
+        self.loop.post(self._begin_stop)
+
+    def terminate(self, reason: Any) -> None:
+        if self.thread.is_alive():
+            self.loop.stop()
+            self.thread.join(timeout=5.0)
+        self.mailbox.close()

@@ -1,0 +1,120 @@
+"""The worker layout (--workers K): connections as in-process actors inside K
+worker processes.  Real sockets, real clients, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+
+from actors.worker_actor import KillInProcess, WorkerInfo
+from logutil import wait_until
+from supervisors import ChildRef
+from wsup import logs
+
+
+def workers(server):
+    sup = server.child("workers")
+    return {cid: ref for cid, ref, _t, _m in server.runtime.which_children(sup) if isinstance(ref, ChildRef)}
+
+
+def echo_many(url, n, size=1000, compression="deflate"):
+    async def one(i):
+        async with connect(url, compression=compression) as ws:
+            msg = ("m%d-" % i) + "x" * size
+            await ws.send(msg)
+            assert await ws.recv() == msg
+    async def main():
+        await asyncio.gather(*(one(i) for i in range(n)))
+    asyncio.run(main())
+
+
+def check_log(server):
+    result = logs.check(server.log.records(strict=True))
+    assert result.ok, "\n".join(str(v) for v in result.violations)
+    return result
+
+
+def test_echo_plain_and_deflate_spread_over_workers(make_server):
+    server = make_server(workers=2)
+    echo_many(server.url, 30)
+    echo_many(server.url, 10, compression=None)
+    pids = {r["pid"] for r in server.log.events("connection.upgraded")}
+    assert len(pids) == 2                                   # both workers served (SO_REUSEPORT)
+    assert pids == {ref.pid for ref in workers(server).values()}
+    server.stop()
+    result = check_log(server)
+    assert result.counts["contexts"] == 60                  # 30 compressed connections x 2
+
+
+def test_one_process_per_worker_and_the_sockets_in_them(make_server):
+    server = make_server(workers=2)
+    before = set(server.runtime.processes())
+
+    async def hold():
+        conns = [await connect(server.url) for _ in range(20)]
+        for c in conns:
+            await c.send("hi")
+            await c.recv()
+        assert set(server.runtime.processes()) == before    # no process per connection
+        for c in conns:
+            await c.close()
+    asyncio.run(hold())
+
+
+def test_sigkilled_worker_is_restarted_and_the_other_keeps_serving(make_server):
+    server = make_server(workers=2)
+    echo_many(server.url, 10)
+    w = workers(server)
+    victim = w["worker-1"]
+    t0 = time.monotonic()
+    os.kill(victim.pid, signal.SIGKILL)
+    def restarted():
+        ref = workers(server).get("worker-1")
+        return ref is not None and ref.pid != victim.pid
+    wait_until(restarted, timeout=5, message="worker-1 restarted")
+    assert time.monotonic() - t0 < 1.5
+    assert workers(server)["worker-2"] == w["worker-2"]     # untouched
+    echo_many(server.url, 10)
+    [term] = server.log.events("supervisor.child.terminated", child_id="worker-1")
+    assert term["reason"] == "killed"
+
+
+@pytest.mark.parametrize("kind", ["ConnectionActor", "ConnectionSupervisor"])
+def test_killing_an_in_process_actor_releases_every_context_once(make_server, kind):
+    server = make_server(workers=1)
+
+    async def run():
+        ws = await connect(server.url)
+        await ws.send("x" * 500)
+        assert len(await ws.recv()) == 500
+        [opened] = server.log.events("connection.upgraded")[-1:]
+        w = workers(server)["worker-1"]
+        killed = server.runtime.call(w, KillInProcess(kind=kind, connection_id=opened["connection_id"]))
+        assert len(killed) == 1
+        await asyncio.wait_for(ws.wait_closed(), 5)         # the client sees the TCP close
+        info = server.runtime.call(w, WorkerInfo())
+        assert info["connections"] == 0 and info["open_contexts"] == 0
+    asyncio.run(run())
+    released = server.log.events("compression.context.released")
+    assert len(released) == 2
+    server.stop()
+    check_log(server)
+
+
+def test_sigterm_sends_1001_and_exits_0(serve):
+    sp = serve("--workers", "2")
+
+    async def run():
+        ws = await connect(sp.url)
+        await ws.send("hi")
+        await ws.recv()
+        sp.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(ws.wait_closed(), 15)
+        return ws.close_code
+    assert asyncio.run(run()) == 1001
+    assert sp.proc.wait(30) == 0
