@@ -137,7 +137,10 @@ def test_huge_message_is_refused_with_bounded_memory(make_server):
     got = c.recv_close()
     assert got is not None and got[0] == 1009
     rss = _rss_of_connection_actors(server)
-    assert rss and max(rss) < 80 << 20, rss
+    # Every process of the tree inherits the test process's memory (fork), so
+    # the peak that matters is the growth over the smallest of them: the
+    # connection that received 12.5 MiB must not have kept it.
+    assert rss and max(rss) - min(rss) < 10 << 20, rss
 
 
 def _rss_of_connection_actors(server):
