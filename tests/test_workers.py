@@ -118,3 +118,22 @@ def test_sigterm_sends_1001_and_exits_0(serve):
         return ws.close_code
     assert asyncio.run(run()) == 1001
     assert sp.proc.wait(30) == 0
+
+
+def test_a_killed_compression_actor_fails_its_connection_with_1011_not_a_hang(make_server):
+    """Recovery (priming, replay) is not in the worker layout yet: the
+    connection must end with 1011, every context recorded released once."""
+    server = make_server(workers=1)
+
+    async def run():
+        ws = await connect(server.url)
+        await ws.send("x" * 500)
+        await ws.recv()
+        cid = server.log.events("connection.upgraded")[-1]["connection_id"]
+        w = workers(server)["worker-1"]
+        assert len(server.runtime.call(w, KillInProcess(kind="CompressionActor", connection_id=cid))) == 1
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        return ws.close_code
+    assert asyncio.run(run()) == 1011
+    server.stop()
+    check_log(server)

@@ -221,6 +221,17 @@ class Session:
             self.proto.fail(INTERNAL_ERROR, "compression unavailable")
             self._after_app()
 
+    def compression_lost(self) -> None:
+        """The CompressionActor died: answers will not come.  1011."""
+        if self.done or self.proto is None:
+            return
+        self._out = deque(i for i in self._out if not isinstance(i, list))
+        if self.proto.state == OPEN:
+            self.proto.fail(INTERNAL_ERROR, "compression lost")
+        else:
+            self.proto.abort(INTERNAL_ERROR, "compression lost")
+        self._after_app()
+
     def _activate(self, result: Any) -> None:
         self.app = self.app_cls()
         if faults.ACTIVE:

@@ -16,7 +16,8 @@ from typing import Any
 from thespian.actors import WakeupMessage
 
 from actors.worker.compression import CompressionActor
-from actors.worker.messages import Deflate, Deflated, Inflate, Inflated, InflateFailed, Release
+from actors.worker.messages import (CompressionLost, Deflate, Deflated, Inflate, Inflated, InflateFailed,
+                                    Release)
 from supervisors import TRANSIENT, ChildSpec, SupervisedActor, faults
 from supervisors.messages import Reply, StartChild
 from wsup import ioloop
@@ -83,6 +84,9 @@ class ConnectionActor(SupervisedActor):
             s.deflated(message.seq, message.payload)
         elif isinstance(message, InflateFailed):
             s.inflate_failed(message.code, message.reason)
+        elif isinstance(message, CompressionLost) and sender == self.supervisor:
+            self.compression = None
+            s.compression_lost()
         elif isinstance(message, Reply) and sender == self.supervisor:
             result = message.result
             if isinstance(result, tuple) and result[0] == "ok":

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors.worker.connection import ConnectionActor
+from actors.worker.messages import CompressionLost
 from supervisors import ANY_SIGNIFICANT, ONE_FOR_ONE, TEMPORARY, ChildSpec, SupFlags, Supervisor
 from wsup.config import ServerConfig
 
@@ -36,3 +37,13 @@ class ConnectionSupervisor(Supervisor):
     def shutdown_order(self, children: list) -> list:
         first = [c for c in children if c.spec.id == CONNECTION]
         return first + [c for c in reversed(children) if c.spec.id != CONNECTION]
+
+    def handle_child_exit(self, spec: ChildSpec, pid: int | None, reason: Any, details: Any,
+                          reported: bool) -> None:
+        # Not yet in this layout: priming a restarted CompressionActor and
+        # replaying the message in progress (the process layout does it).
+        # Until then the connection is failed with 1011 rather than left waiting.
+        if spec.id == "compression" and not self._shutting_down:
+            for c in self.children:
+                if c.spec.id == CONNECTION and c.alive:
+                    self.send(c.address, CompressionLost(reason))

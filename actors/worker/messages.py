@@ -38,3 +38,9 @@ class Deflated:
 @dataclass
 class Release:
     cause: str
+
+
+@dataclass
+class CompressionLost:
+    """From the ConnectionSupervisor: the CompressionActor died (crash or kill)."""
+    reason: object
