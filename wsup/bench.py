@@ -47,10 +47,13 @@ BENCH_DIR = os.path.join(ROOT, "bench")
 LOADGEN = os.path.join(BENCH_DIR, "loadgen.py")
 PEERS_PY = os.path.join(BENCH_DIR, "peers.py")
 
-SERVERS = ("wsup", "wsup-core0", "websockets", "aiohttp")
+SERVERS = ("wsup", "wsup-core0", "wsup-w2", "wsup-w1-core0", "websockets", "aiohttp")
 PEERS = ("websockets", "aiohttp")
 PARTS = ("echo", "setup", "memory", "hold")
-LABEL = {"wsup": "wsup (2 cores)", "wsup-core0": "wsup (core 0)", "websockets": "websockets", "aiohttp": "aiohttp"}
+LABEL = {"wsup": "wsup (2 cores)", "wsup-core0": "wsup (core 0)", "wsup-w2": "wsup (2 workers)",
+         "wsup-w1-core0": "wsup (1 worker, core 0)", "websockets": "websockets", "aiohttp": "aiohttp"}
+# the worker layout (--workers K): in-process connection actors
+WORKERS = {"wsup-w2": 2, "wsup-w1-core0": 1}
 SERVER_CPU, GEN_CPU = 0, 1
 
 PROBLEMS: list[str] = []
@@ -214,6 +217,8 @@ class Server:
         if self.log_path:
             cmd = [sys.executable, "-m", "wsup.cli", "serve", "--port", "0", "--log-file", self.log_path,
                    "--ping-interval", "off", "--max-connections", "100000"]
+            if name in WORKERS:
+                cmd += ["--workers", str(WORKERS[name])]
         else:
             cmd = [sys.executable, PEERS_PY, name, "--port", "0"]
         self.cmd = cmd
@@ -408,7 +413,7 @@ class Bench:
         self.plan = self.measures()
 
     def cpus_for(self, name: str) -> set[int] | None:
-        return self.both if name == "wsup" else self.server_cpus
+        return self.both if name in ("wsup", "wsup-w2") else self.server_cpus
 
     def time_left(self) -> float:
         return self.args.max_time - (time.monotonic() - self.t0)
@@ -430,7 +435,7 @@ class Bench:
         if "setup" in a.parts:
             for comp in (True, False):
                 out.append({"kind": "setup", "compress": comp, "servers": a.servers, "rounds": a.rounds})
-        one = [s for s in a.servers if s != "wsup-core0"] or a.servers
+        one = [s for s in a.servers if not s.endswith("core0")] or a.servers
         if "memory" in a.parts:
             for offer in (("none", "takeover") if a.quick else ("none", "takeover", "nct")):
                 out.append({"kind": "memory", "offer": offer, "servers": one, "rounds": 1})
@@ -824,7 +829,7 @@ def run(args: argparse.Namespace) -> int:
                        "runs": [{"measure": describe(x["measure"]), "kind": x["measure"]["kind"],
                                  "server": x["server"], "round": x["round"], "result": x["result"]} for x in b.runs],
                        "rows": [{"label": r["label"], "values": r["values"], "texts": r["texts"],
-                                 "ratios": {s: ratio(r, s) for s in ("wsup", "wsup-core0")}} for r in rows],
+                                 "ratios": {s: ratio(r, s) for s in SERVERS if s.startswith("wsup")}} for r in rows],
                        "load": load, "health": health, "skipped": b.skipped, "problems": PROBLEMS,
                        "verified": verified, "mismatches": mism,
                        "servers": {s.label: {"exit": s.exit_status, "stop_seconds": round(s.stop_seconds, 1)}
