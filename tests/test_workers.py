@@ -137,3 +137,27 @@ def test_a_killed_compression_actor_fails_its_connection_with_1011_not_a_hang(ma
     assert asyncio.run(run()) == 1011
     server.stop()
     check_log(server)
+
+
+def test_contexts_of_a_sigkilled_worker_are_accounted_once_by_the_check(make_server):
+    server = make_server(workers=1)
+
+    async def run():
+        ws = await connect(server.url)            # a compressed connection stays open
+        await ws.send("x" * 500)
+        await ws.recv()
+        victim = workers(server)["worker-1"]
+        os.kill(victim.pid, signal.SIGKILL)
+        await asyncio.wait_for(ws.wait_closed(), 5)   # clients see the TCP close
+        def restarted():
+            ref = workers(server).get("worker-1")
+            return ref is not None and ref.pid != victim.pid
+        wait_until(restarted, timeout=5, message="worker-1 restarted")
+    asyncio.run(run())
+    server.stop()
+    records = server.log.records(strict=True)
+    opened = [r for r in records if r["event"] == "compression.context.opened"]
+    assert len(opened) == 2 and not any(r["event"] == "compression.context.released" for r in records)
+    result = logs.check(records)
+    assert result.ok, "\n".join(str(v) for v in result.violations)
+    assert result.counts["contexts_died_with_process"] == 2

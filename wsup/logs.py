@@ -710,7 +710,9 @@ class CheckResult:
         return (f"ok: {c['records']} records, {c['connections']} connections, "
                 f"{c['actors_started']} actors started, {c['crashes']} crashes, "
                 f"{c['kills']} kills, {c['restarts']} restarts, "
-                f"{c['contexts']} compression contexts opened and released once; {state}")
+                f"{c['contexts']} compression contexts opened and released once"
+                + (f" ({c['contexts_died_with_process']} of them died with a SIGKILLed worker)"
+                   if c.get("contexts_died_with_process") else "") + f"; {state}")
 
 
 def check(records: Sequence[dict], lines: Sequence[int] | None = None,
@@ -743,6 +745,23 @@ def check(records: Sequence[dict], lines: Sequence[int] | None = None,
             released[cid] = i
             if cid not in opened:
                 out.append(Violation(1, line_of(i), f"context {cid} released but never opened"))
+    # A context of an in-process owner (owner_actor_id) whose worker process was SIGKILLed
+    # died with that process: the worker's supervisor recorded the death (reason killed,
+    # child_pid = owner_pid) and no ledger outlived it.  (A process-layout CompressionActor
+    # killed alone must still get its owner_died record from its supervisor.)
+    killed_at: dict[int, int] = {}
+    for i, r in enumerate(records):
+        if r.get("event") in ("supervisor.child.terminated", "supervisor.shutdown_error",
+                              "supervisor.child.killed") and r.get("reason", "killed") == "killed" \
+                and isinstance(r.get("child_pid"), int):
+            killed_at.setdefault(r["child_pid"], i)
+    died_with_process = 0
+    for cid, i in list(opened.items()):
+        owner = records[i].get("owner_pid")
+        if (cid not in released and records[i].get("owner_actor_id") and isinstance(owner, int)
+                and killed_at.get(owner, -1) > i):
+            released[cid] = killed_at[owner]
+            died_with_process += 1
     for cid, i in opened.items():
         if cid not in released and last_stop is not None and i < last_stop:
             out.append(Violation(1, line_of(i), f"context {cid} (connection "
@@ -825,6 +844,8 @@ def check(records: Sequence[dict], lines: Sequence[int] | None = None,
         "contexts": len(opened),
         "stopped": int(last_stop is not None),
     }
+    if died_with_process:
+        counts["contexts_died_with_process"] = died_with_process
     return CheckResult(out, counts)
 
 
