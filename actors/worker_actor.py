@@ -40,7 +40,9 @@ from supervisors.application import Application, AwaitExit, StopApplication
 from supervisors.mailbox import Mailbox
 from supervisors.messages import Init, InitAck, Reply, StartChild, WhichChildren, _Request
 from wsup.config import ServerConfig
-from wsup.handshake import http_response
+from wsup.app import load_app
+from wsup.deflate import negotiate
+from wsup.handshake import ServerHandshake, http_response
 from wsup.ioloop import WorkerLoop
 from wsup.ledger import worker_ledger
 
@@ -60,6 +62,18 @@ class KillInProcess(_Request):
 @dataclass
 class WorkerInfo(_Request):
     """-> {"pid", "connections", "actors"}"""
+
+
+class _Pending:
+    """A connection whose upgrade request has not been read yet."""
+    __slots__ = ("connection_id", "peer", "handshake", "deflate", "timer")
+
+    def __init__(self, connection_id: str, peer: list) -> None:
+        self.connection_id = connection_id
+        self.peer = peer
+        self.handshake: Any = None
+        self.deflate: Any = None
+        self.timer: Any = None
 
 
 def listening_socket(config: ServerConfig) -> socket.socket:
@@ -85,6 +99,8 @@ class WorkerActor(SupervisedActor):
         self._refs = itertools.count(1)
         self._starts: dict[int, tuple[str, socket.socket]] = {}
         self._stop_ref: int | None = None
+        self._pending: dict[str, Any] = {}     # connection id -> its handshake, before any actor
+        self._app_cls = load_app(config.app)
         self._exit_ref: int | None = None
         system = self.loop.system
         spec = supervisor_spec("connections", SupFlags(strategy=SIMPLE_ONE_FOR_ONE, intensity=10, period=5.0,
@@ -138,29 +154,66 @@ class WorkerActor(SupervisedActor):
                 self.mailbox.put(("tree_exited", bool(getattr(result, "requested", False)), result))
 
     def _accept(self, client: socket.socket, peer: Any) -> None:
+        """Before the upgrade a connection is a socket and an HTTP parser in
+        this loop (a few KiB), not actors; their number is bounded."""
+        cfg = self.config
+        if len(self._pending) >= cfg.max_pending_handshakes:
+            self.log.warning("connection.rejected", status=None, reason="too many pending handshakes",
+                             peer=f"{peer[0]}:{peer[1]}")
+            client.close()
+            return
         connection_id = secrets.token_hex(6)
         self.log.info("connection.accepted", connection_id=connection_id, peer=f"{peer[0]}:{peer[1]}")
-        self.loop.hold(connection_id, client)
-        ref = self._send_request(self.connections, StartChild(spec_or_args=(self.config, connection_id,
-                                                                             list(peer[:2]))))
-        self._starts[ref] = (connection_id, client)
+        pending = _Pending(connection_id, list(peer[:2]))
 
-    def _started(self, start: tuple[str, socket.socket], result: Any) -> None:
-        connection_id, _sock = start
+        def negotiate_extensions(offered: str) -> str | None:
+            pending.deflate = negotiate(offered, cfg.compression)
+            return pending.deflate.response if pending.deflate else None
+
+        pending.handshake = ServerHandshake(
+            origins=cfg.origins, subprotocols=cfg.subprotocols,
+            select_subprotocol=getattr(self._app_cls, "select_subprotocol", None),
+            negotiate_extensions=negotiate_extensions if cfg.compression.enabled else None)
+        port = self.loop.loop_port(client, lambda port, data: self._handshake_data(pending, port, data))
+        pending.timer = self.loop.call_later(cfg.handshake_timeout, lambda: self._handshake_timeout(pending, port))
+        self._pending[connection_id] = pending
+
+    def _handshake_data(self, pending: "_Pending", port: Any, data: bytes) -> None:
+        result = pending.handshake.receive_data(data)
+        if result is None:
+            return
+        self._pending.pop(pending.connection_id, None)
+        pending.timer[2] = None
+        if not result.accepted:
+            port.write(result.response)
+            port.close()
+            self.log.warning("connection.rejected", connection_id=pending.connection_id, status=result.status,
+                             reason=result.reason, path=result.path)
+            return
+        port.upgrade = (result, pending.deflate)
+        self.loop.hold(pending.connection_id, port)
+        ref = self._send_request(self.connections, StartChild(spec_or_args=(self.config, pending.connection_id,
+                                                                             pending.peer)))
+        self._starts[ref] = (pending.connection_id, port)
+
+    def _handshake_timeout(self, pending: "_Pending", port: Any) -> None:
+        if self._pending.pop(pending.connection_id, None) is not None:
+            port.close()
+            self.log.warning("connection.rejected", connection_id=pending.connection_id, status=408,
+                             reason="handshake timeout", path="")
+
+    def _started(self, start: tuple[str, Any], result: Any) -> None:
+        connection_id, _port = start
         if isinstance(result, tuple) and result[0] == "ok":
             return
-        sock = self.loop.drop_held(connection_id)
-        if sock is None:
+        port = self.loop.drop_held(connection_id)
+        if port is None:
             return
         status, why = (503, "server at its connection limit") if result == ("error", "max_children") \
             else (500, "could not start the connection")
         self.log.warning("connection.rejected", connection_id=connection_id, status=status, reason=why)
-        try:
-            sock.setblocking(False)
-            sock.send(http_response(status, why))
-        except OSError:
-            pass
-        sock.close()
+        port.write(http_response(status, why))
+        port.close()
 
     def _run_loop(self) -> None:
         try:
@@ -195,7 +248,8 @@ class WorkerActor(SupervisedActor):
         self.mailbox.put(("reply", sender, req.ref, {
             "pid": os.getpid(), "actors": len(live),
             "connections": sum(1 for i in live if type(i).__name__ == "ConnectionActor"),
-            "open_contexts": len(worker_ledger().open_contexts())}))
+            "open_contexts": len(worker_ledger().open_contexts()),
+            "pending_handshakes": len(self._pending)}))
 
     def _begin_stop(self) -> None:   # loop thread
         self.loop.stop_listening()

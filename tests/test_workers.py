@@ -161,3 +161,38 @@ def test_contexts_of_a_sigkilled_worker_are_accounted_once_by_the_check(make_ser
     result = logs.check(records)
     assert result.ok, "\n".join(str(v) for v in result.violations)
     assert result.counts["contexts_died_with_process"] == 2
+
+
+def _pss_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    raise AssertionError("no Pss")
+
+
+def test_silent_connections_are_cheap_bounded_and_timed_out(make_server):
+    """Slowloris: 5,000 TCP connections that never send a byte.  Before the
+    upgrade a connection is a socket and a parser in the worker's loop, no
+    actors; at most --max-pending-handshakes of them; gone after
+    --handshake-timeout."""
+    import socket
+    server = make_server(workers=1, max_pending_handshakes=4000, handshake_timeout=8.0)
+    w = workers(server)["worker-1"]
+    before = _pss_kib(w.pid)
+    socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(5000)]   # ~3.5 s here
+    wait_until(lambda: server.runtime.call(w, WorkerInfo())["pending_handshakes"] == 4000, timeout=10,
+               message="4,000 pending")
+    grown = _pss_kib(w.pid) - before
+    assert server.runtime.call(w, WorkerInfo())["connections"] == 0      # no actors for them
+    print(f"PSS growth: {grown} KiB for 4,000 pending handshakes")
+    assert grown / 4000 < 8, f"{grown} KiB for 4,000 pending handshakes"
+    wait_until(lambda: len([r for r in server.log.events("connection.rejected")
+                            if r["reason"] == "too many pending handshakes"]) == 1000, timeout=10,
+               message="1,000 over the bound refused")
+    wait_until(lambda: server.runtime.call(w, WorkerInfo())["pending_handshakes"] == 0, timeout=20,
+               message="timed out")
+    assert len([r for r in server.log.events("connection.rejected") if r["status"] == 408]) == 4000
+    echo_many(server.url, 3)                                  # real clients are served again
+    for s in socks:
+        s.close()

@@ -25,6 +25,7 @@ class ServerConfig:
     ping_timeout: float | None = 20.0          # no pong/data this long after a ping: abort
     close_timeout: float = 5.0                 # wait for the client's close frame
     handshake_timeout: float = 10.0
+    max_pending_handshakes: int = 10000        # per worker: connections not yet upgraded (worker layout)
     shutdown_timeout: float = 10.0             # graceful close on shutdown, per connection
     send_timeout: float = 30.0                 # a client that reads nothing this long is dropped
     # a CompressionActor asked to stop gets this long before SIGKILL: it stops in milliseconds,

@@ -21,8 +21,11 @@ in :meth:`Port.close` only, once.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import selectors
+import time
 import socket
 import threading
 from collections import deque
@@ -43,19 +46,20 @@ class PortData:
 
 class Port:
     __slots__ = ("loop", "sock", "fd", "owner", "owner_id", "out", "reading", "closed", "peer_closed",
-                 "_events")
+                 "_events", "upgrade")
 
     def __init__(self, loop: "WorkerLoop", sock: socket.socket, owner: Any, owner_id: str) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
-        self.owner = owner            # the owner's Thespian address
+        self.owner = owner            # the owner's Thespian address, or a callable(port, data) of the loop's
         self.owner_id = owner_id
         self.out = bytearray()
         self.reading = True
         self.closed = False
         self.peer_closed = False
         self._events = 0
+        self.upgrade: Any = None      # what the loop learnt before handing it over (a handshake)
 
     # -- what the owner calls ------------------------------------------------
 
@@ -175,7 +179,9 @@ class WorkerLoop:
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
         self.thread: threading.Thread | None = None
-        self._held: dict[str, socket.socket] = {}   # accepted, not yet claimed by an actor
+        self._held: dict[str, Any] = {}   # sockets or loop-owned ports, not yet claimed by an actor
+        self._timers: list = []           # loop-level timers (before any actor exists): (due, n, fn)
+        self._timer_seq = itertools.count()
         self.after_each: Callable[[], None] | None = None   # runs after every batch of events
 
     # -- set-up (loop thread, or before it runs) --------------------------------
@@ -201,17 +207,60 @@ class WorkerLoop:
         port._update()
         return port
 
-    def hold(self, key: str, sock: socket.socket) -> None:
-        """Keep an accepted socket until the actor made for it claims it."""
+    def hold(self, key: str, sock: Any) -> None:
+        """Keep an accepted socket (or a port the loop owns) until the actor
+        made for it claims it."""
         self._held[key] = sock
 
     def claim(self, key: str, owner: Any) -> Port:
-        """The actor at ``owner`` takes the socket held under ``key``."""
-        return self.open_port(self._held.pop(key), owner)
+        """The actor at ``owner`` takes the socket or port held under ``key``."""
+        held = self._held.pop(key)
+        if isinstance(held, Port):
+            self.transfer(held, owner)
+            return held
+        return self.open_port(held, owner)
 
-    def drop_held(self, key: str) -> socket.socket | None:
-        """The socket held under ``key`` if nobody claimed it (its actor did not start)."""
+    def drop_held(self, key: str) -> Any:
+        """What is held under ``key`` if nobody claimed it (its actor did not start)."""
         return self._held.pop(key, None)
+
+    def loop_port(self, sock: socket.socket, on_data: Callable[[Port, bytes], None]) -> Port:
+        """A port the loop itself owns (e.g. before the handshake, no actor yet)."""
+        sock.setblocking(False)
+        port = Port(self, sock, on_data, "loop")
+        self.ports[port.fd] = port
+        self._by_owner.setdefault("loop", set()).add(port)
+        port._update()
+        return port
+
+    def transfer(self, port: Port, owner: Any) -> None:
+        """Give a port to the actor at ``owner``."""
+        owned = self._by_owner.get(port.owner_id)
+        if owned is not None:
+            owned.discard(port)
+        port.owner, port.owner_id = owner, self.tier.actor_id(owner)
+        self._by_owner.setdefault(port.owner_id, set()).add(port)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> list:
+        """Run ``fn()`` in the loop after ``delay`` s; cancel by setting the
+        returned handle's [2] to None."""
+        entry = [time.monotonic() + delay, next(self._timer_seq), fn]
+        heapq.heappush(self._timers, entry)
+        return entry
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            fn = heapq.heappop(self._timers)[2]
+            if fn is not None:
+                fn()
+
+    def _timeout(self) -> float | None:
+        timeout = inprocess.next_wakeup_in(self.system)
+        if self._timers:
+            t = max(0.0, self._timers[0][0] - time.monotonic())
+            timeout = t if timeout is None else min(timeout, t)
+        return timeout
 
     # -- any thread -------------------------------------------------------------
 
@@ -237,8 +286,8 @@ class WorkerLoop:
         try:
             while not self._stopping:
                 inprocess.run_due(self.system)
-                timeout = inprocess.next_wakeup_in(self.system)
-                for key, events in self.selector.select(timeout):
+                self._run_timers()
+                for key, events in self.selector.select(self._timeout()):
                     what = key.data
                     if what == "wake":
                         self._run_posted()
@@ -283,7 +332,10 @@ class WorkerLoop:
         if events & selectors.EVENT_READ and not port.closed and port.reading:
             data = port._on_readable()
             if data is not None:
-                self.system.tell(port.owner, PortData(port, data))
+                if callable(port.owner):
+                    port.owner(port, data)
+                else:
+                    self.system.tell(port.owner, PortData(port, data))
 
     def _forget(self, port: Port) -> None:
         if port._events:
@@ -306,8 +358,8 @@ class WorkerLoop:
     def _close_all(self) -> None:
         for port in list(self.ports.values()):
             port.close()
-        for sock in self._held.values():
-            sock.close()
+        for held in self._held.values():
+            held.close()
         self._held.clear()
         self.stop_listening()
         self.selector.close()

@@ -80,7 +80,9 @@ class SessionConn:
 
 class Session:
     def __init__(self, config: ServerConfig, connection_id: str, peer: tuple, app_cls: type,
-                 host: Any, address: Any = None) -> None:
+                 host: Any, address: Any = None, upgraded: tuple | None = None) -> None:
+        """``upgraded``: (Handshake, DeflateParams | None) when the upgrade
+        request was already read and accepted (by the worker's loop)."""
         self.config = config
         self.connection_id = connection_id
         self.peer = peer
@@ -109,7 +111,13 @@ class Session:
         self._app_terminated = False
         self._out: deque = deque()       # [bytes | [seq, frame-or-None, text, payload]] in wire order
         self._deflate_seq = 0
-        host.call_later(config.handshake_timeout, "handshake")
+        if upgraded is not None:
+            result, self.deflate = upgraded
+            self.handshake = None
+            self._write_now(result.response)
+            self._open(result)
+        else:
+            host.call_later(config.handshake_timeout, "handshake")
 
     # -- input ----------------------------------------------------------------
 

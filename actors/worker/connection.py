@@ -36,7 +36,8 @@ class ConnectionActor(SupervisedActor):
         self.port = ioloop.current().claim(connection_id, self.myAddress)
         self.compression: Any = None
         self.session = Session(config, connection_id, tuple(peer), load_app(config.app), self,
-                               address=self.myAddress)
+                               address=self.myAddress, upgraded=self.port.upgrade)
+        self.port.upgrade = None
 
     # -- the session's host ----------------------------------------------------
 
