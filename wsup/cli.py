@@ -63,6 +63,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="drop a connection whose pong is this late, seconds (default 20)")
     p.add_argument("--close-timeout", type=float, default=5.0,
                    help="wait this long for the client's close frame (default 5)")
+    p.add_argument("--max-pending-handshakes", type=int, default=10000, metavar="N",
+                   help="worker layout: connections per worker not yet upgraded; more are closed (default 10000)")
     p.add_argument("--handshake-timeout", type=float, default=10.0,
                    help="a client must complete its upgrade request within this (default 10)")
     p.add_argument("--shutdown-timeout", type=float, default=10.0,
@@ -108,7 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_message_size=args.max_message_size, max_frame_size=args.max_frame_size,
         idle_timeout=args.idle_timeout, ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout or 20.0, close_timeout=args.close_timeout,
-        handshake_timeout=args.handshake_timeout, shutdown_timeout=args.shutdown_timeout,
+        handshake_timeout=args.handshake_timeout, max_pending_handshakes=args.max_pending_handshakes, shutdown_timeout=args.shutdown_timeout,
         send_timeout=args.send_timeout, compression_shutdown_timeout=args.compression_shutdown_timeout,
         origins=tuple(args.origin),
         subprotocols=tuple(args.subprotocol), backlog=args.backlog,
