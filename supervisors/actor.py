@@ -170,9 +170,7 @@ class SupervisedActor(Actor):
         (in-process: its death hooks release what the runtime holds for it)."""
         if not self._sup_gone:
             self._sup_gone = True
-            tier = self.tier
-            if tier.name == "in_process":
-                tier.died(self._sup_actor_id or tier.actor_id(self.myAddress), killed)
+            self.tier.died(self, killed)
 
     def _watch(self) -> Any:
         if self._sup_phase != RUNNING:

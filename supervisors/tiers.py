@@ -51,6 +51,9 @@ class ProcessTier:
         # code that logs with a bare get_logger() (e.g. fault points), in any thread.
         _log.set_process_context(**identity)
 
+    def died(self, actor: Any, killed: bool) -> None:
+        """Nothing to release for a process: the kernel does it."""
+
     def gone(self, child: Any) -> bool:
         """After a ChildActorExited: is the child really gone?  Thespian sends
         it when the child says goodbye, a few ms before the process is gone;
@@ -126,7 +129,8 @@ class InProcessTier:
         dropped, after its terminate if it had one (Erlang: a monitor)."""
         self._death_hooks.append(hook)
 
-    def died(self, actor_id: str, killed: bool) -> None:
+    def died(self, actor: Any, killed: bool) -> None:
+        actor_id = actor.actor_id or self.actor_id(actor.myAddress)
         for hook in self._death_hooks:
             hook(actor_id, killed)
 
