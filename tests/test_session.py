@@ -40,6 +40,7 @@ class Host:
         self.compression = None
         self.released = []
         self.session: Session | None = None
+        self.opened = []
 
     def write(self, data):
         if self.closed:
@@ -54,16 +55,37 @@ class Host:
         self.timers.append((delay, what))
 
     def start_compression(self, params):
-        self.compression = (Deflater("zd", params.deflate_window_bits, 6, 8, params.server_no_context_takeover),
-                            Inflater("zi", params.inflate_window_bits, params.client_no_context_takeover,
-                                     1 << 20, 1000))
-        self.session.compression_ready(True)
+        self.params = params
+        self.alive = True
+        self.session.compression_started()
+
+    def open_compression(self, zdict):
+        p = self.params
+        self.opened.append(zdict)
+        self.compression = (Deflater("zd", p.deflate_window_bits, 6, 8, p.server_no_context_takeover),
+                            Inflater("zi", p.inflate_window_bits, p.client_no_context_takeover,
+                                     1 << 20, 1000, zdict=zdict))
+
+    def kill_compression(self):
+        """The CompressionActor dies: what it was asked and did not answer is lost."""
+        self.alive = False
+        self.compression = None
+        self.requests.clear()
+        self.session.compression_lost()
+
+    def restart_compression(self):
+        self.alive = True
+        self.session.compression_started()
+
+    alive = False
 
     def inflate(self, chunk, final):
-        self.requests.append(("inflate", chunk, final))
+        if self.alive:
+            self.requests.append(("inflate", chunk, final))
 
     def deflate(self, seq, data):
-        self.requests.append(("deflate", seq, data))
+        if self.alive:
+            self.requests.append(("deflate", seq, data))
 
     def answer(self):
         """Play the CompressionActor: answer every request, in order."""
@@ -188,3 +210,72 @@ def test_handshake_timeout_is_408_without_a_response():
     assert host.closed and host.stopped == NORMAL
     [rej] = [r for r in host.log.records if r[1] == "connection.rejected"]
     assert rej[2]["status"] == 408
+
+
+# -- the CompressionActor dies and a successor takes over ------------------------------------
+
+
+def _echoed(host, client):
+    got = frames(host.written)
+    host.written.clear()
+    return [client.decompress(p) if rsv1 else p for op, rsv1, p in got if op in (TEXT, 0x0)]
+
+
+def test_a_restarted_compression_actor_is_primed_and_the_message_in_progress_replayed():
+    client = ClientDeflate()
+    s, host = make(deflate=True)
+    first = b"the quick brown fox jumps over the lazy dog " * 10
+    s.data_received(client_frame(TEXT, client.compress(first), rsv1=True))
+    host.answer()
+    assert _echoed(host, client) == [first]
+    # the next message refers back into the first one's window, and comes in two fragments
+    second = first[:200] + b" and then some more " * 5
+    packed = client.compress(second)
+    half = len(packed) // 2
+    s.data_received(client_frame(TEXT, packed[:half], fin=False, rsv1=True))
+    host.answer()                     # the first fragment inflated and delivered
+    s.data_received(client_frame(0x0, packed[half:]))
+    assert [r[0] for r in host.requests] == ["inflate"]
+    host.kill_compression()           # dies with the last fragment unanswered
+    assert host.written == b""
+    host.restart_compression()
+    assert host.opened[-1] == first   # primed with the window before the message in progress
+    assert [r[0] for r in host.requests] == ["inflate", "inflate"]   # both fragments replayed
+    host.answer()
+    assert _echoed(host, client) == [second]
+    [rec] = [r for r in host.log.records if r[1] == "compression.recovered"]
+    assert rec[2]["replayed_chunks"] == 2 and rec[2]["window_bytes"] == len(first)
+    assert s.recoveries == 1 and not s.done
+
+
+def test_pending_deflates_are_sent_again_to_the_successor():
+    client = ClientDeflate()
+    s, host = make(deflate=True)
+    msgs = [b"message number %d " % i * 40 for i in range(3)]
+    s.data_received(client_frame(TEXT, client.compress(msgs[0]), rsv1=True))
+    host.answer()
+    assert _echoed(host, client) == [msgs[0]]
+    s.data_received(client_frame(TEXT, client.compress(msgs[1]), rsv1=True))
+    kind, chunk, final = host.requests.pop(0)
+    s.inflated(host.compression[1].inflate(chunk, final))     # the echo now waits for its deflate
+    assert [r[0] for r in host.requests] == ["deflate"]
+    host.kill_compression()
+    host.restart_compression()
+    assert [r[0] for r in host.requests] == ["deflate"]       # sent again, to a fresh context
+    host.answer()
+    s.data_received(client_frame(TEXT, client.compress(msgs[2]), rsv1=True))
+    host.answer()
+    assert _echoed(host, client) == msgs[1:]                  # the client's inflater takes both
+
+
+def test_no_successor_in_time_is_1011():
+    client = ClientDeflate()
+    s, host = make(deflate=True)
+    s.data_received(client_frame(TEXT, client.compress(b"x" * 300), rsv1=True))
+    host.kill_compression()
+    assert (5.0, "compression") in host.timers
+    s.timer("compression", now=s.compression_lost_at + 1.0)   # early: keeps waiting
+    assert host.written == b""
+    s.timer("compression", now=s.compression_lost_at + 5.0)
+    assert frames(host.written)[-1][:1] == (CLOSE,)
+    assert frames(host.written)[-1][2][:2] == (1011).to_bytes(2, "big")

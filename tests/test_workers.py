@@ -120,23 +120,102 @@ def test_sigterm_sends_1001_and_exits_0(serve):
     assert sp.proc.wait(30) == 0
 
 
-def test_a_killed_compression_actor_fails_its_connection_with_1011_not_a_hang(make_server):
-    """Recovery (priming, replay) is not in the worker layout yet: the
-    connection must end with 1011, every context recorded released once."""
+def text(n, seed=0):
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", str(seed)]
+    return " ".join(words[(i * 7 + seed) % len(words)] for i in range(n))
+
+
+def contexts_by_cause(server):
+    """{context_id: cause} of every context opened, each released exactly once (else the check fails)."""
+    records = server.log.records(strict=True)
+    result = logs.check(records)
+    assert result.ok, "\n".join(str(v) for v in result.violations)
+    opened = {r["context_id"] for r in records if r["event"] == "compression.context.opened"}
+    released = {}
+    for r in records:
+        if r["event"] == "compression.context.released":
+            assert r["context_id"] not in released, f"{r['context_id']} released twice"
+            released[r["context_id"]] = r["cause"]
+    assert set(released) == opened
+    return released
+
+
+@pytest.mark.parametrize("offer", ["takeover", "client_no_context_takeover"])
+def test_a_killed_compression_actor_is_invisible_to_the_client(make_server, offer):
+    """Killed in-process (no terminate): its supervisor restarts it, the
+    ConnectionActor primes the new inflate context with the last window and
+    goes on; the client's next messages refer back into that window."""
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+    server = make_server(workers=1)
+    ext = ClientPerMessageDeflateFactory(client_max_window_bits=None,
+                                         client_no_context_takeover=offer != "takeover")
+
+    async def run():
+        async with connect(server.url, extensions=[ext], compression=None) as ws:
+            for i in range(5):
+                await ws.send(text(300, i))
+                assert await ws.recv() == text(300, i)
+            cid = server.log.events("connection.upgraded")[-1]["connection_id"]
+            w = workers(server)["worker-1"]
+            assert len(server.runtime.call(w, KillInProcess(kind="CompressionActor", connection_id=cid))) == 1
+            for i in range(5, 15):
+                await ws.send(text(300, i))
+                assert await ws.recv() == text(300, i)
+    asyncio.run(run())
+    server.stop()
+    causes = contexts_by_cause(server)
+    assert sorted(causes.values()) == ["close", "close", "owner_died", "owner_died"]
+    [rec] = server.log.events("compression.recovered")
+    assert (rec["window_bytes"] > 0) == (offer == "takeover")
+    [term] = server.log.events("supervisor.child.terminated", child_id="compression")
+    assert term["reason"] == "killed"
+    assert not server.log.events("connection.closed", code=1011)
+
+
+def test_a_crashed_compression_actor_mid_message_is_invisible_to_the_client(make_server, inject):
+    inject("compression.inflate:raise:nth=5,once")
+    server = make_server(workers=1)
+
+    async def run():
+        async with connect(server.url, max_size=None) as ws:
+            for i in range(12):
+                if i % 3 == 2:   # fragmented: a crash may fall between the fragments
+                    msg = text(400, i)
+                    await ws.send([msg[:700], msg[700:1400], msg[1400:]])
+                else:
+                    msg = text(300, i)
+                    await ws.send(msg)
+                assert await ws.recv() == msg
+    asyncio.run(run())
+    server.stop()
+    [crash] = server.log.events("actor.crashed", actor="CompressionActor")
+    assert crash["error_type"] == "supervisors.faults.FaultInjected"
+    causes = contexts_by_cause(server)
+    assert sorted(causes.values()) == ["close", "close", "error", "error"]
+    primed = [r for r in server.log.events("compression.context.opened")
+              if r["direction"] == "inflate" and r["primed_bytes"]]
+    assert primed, "the new inflate context was rebuilt from the last window"
+    assert server.log.events("compression.recovered")
+    assert server.log.events("supervisor.child.restarted", child_id="compression")
+    assert not server.log.events("connection.closed", code=1011)
+
+
+def test_a_compression_actor_that_always_crashes_exceeds_the_intensity(make_server, inject):
+    inject("compression.inflate:raise:always")
     server = make_server(workers=1)
 
     async def run():
         ws = await connect(server.url)
-        await ws.send("x" * 500)
-        await ws.recv()
-        cid = server.log.events("connection.upgraded")[-1]["connection_id"]
-        w = workers(server)["worker-1"]
-        assert len(server.runtime.call(w, KillInProcess(kind="CompressionActor", connection_id=cid))) == 1
-        await asyncio.wait_for(ws.wait_closed(), 5)
-        return ws.close_code
-    assert asyncio.run(run()) == 1011
+        await ws.send(text(100))
+        await asyncio.wait_for(ws.wait_closed(), 20)
+        assert ws.close_code in (1001, 1011, 1006)
+    asyncio.run(run())
+    [sd] = server.log.events("supervisor.shutdown")
+    assert sd["reason"] == "reached_max_restart_intensity" and sd["supervisor"].startswith("connection-")
+    echo_many(server.url, 3, compression=None)      # the worker keeps serving
     server.stop()
-    check_log(server)
+    causes = contexts_by_cause(server)
+    assert len(causes) == 8 and set(causes.values()) == {"error"}   # 1 start + 3 restarts, 2 each
 
 
 def test_contexts_of_a_sigkilled_worker_are_accounted_once_by_the_check(make_server):

@@ -117,8 +117,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "compression.negotiated": {**_CONN, "response": STR, "deflate_window_bits": INT,
                                "inflate_window_bits": INT},
     "compression.start_failed": {**_CONN, "result": ANY},
-    "compression.recovered": {**_CONN, "replayed_chunks": INT, "window_bytes": INT,
-                              "context_ids": (dict,)},
+    "compression.recovered": {**_CONN, "replayed_chunks": INT, "window_bytes": INT},
     # actors/connection_supervisor.py, actors/compression.py
     "compression.context.opened": {**_CONN, "context_id": STR,
                                    "direction": frozenset({"deflate", "inflate"}),
@@ -383,10 +382,11 @@ def describe(r: dict) -> str:
     if ev == "compression.release.ignored":
         return f"context {g('context_id')}: second release ignored ({g('why')}; cause {g('cause')})"
     if ev == "compression.recovered":
-        ids = g("context_ids")
-        new = ", ".join(f"{k} {v}" for k, v in ids.items()) if isinstance(ids, dict) else _val(ids)
+        ids = r.get("context_ids")
+        new = ("; new contexts " + ", ".join(f"{k} {v}" for k, v in ids.items())) if isinstance(ids, dict) else ""
+        resent = f", {r['resent_deflates']} deflate(s) sent again" if "resent_deflates" in r else ""
         return (f"compression recovered: replayed {g('replayed_chunks')} chunk(s) over a "
-                f"{g('window_bytes')}-byte window; new contexts {new}")
+                f"{g('window_bytes')}-byte window{resent}{new}")
     if ev == "actor.started":
         return f"{g('actor')} started as {g('child_id')!s} under {g('supervisor')}"
     if ev == "actor.stopped":

@@ -15,6 +15,12 @@ as ``host.deflate(seq, data)`` and its frame waits, in order, for
 pending, everything after it (other messages, pongs, the close frame) queues
 behind it.
 
+The CompressionActor may die (crash or kill) and be restarted at any point:
+:meth:`compression_lost` then :meth:`compression_started` again.  The Session
+primes the new inflate context with the last window and replays the message
+in progress (wsup.inflate_history), and sends its pending deflates again; the
+client sees nothing.  If no successor starts within RECOVERY_TIMEOUT, 1011.
+
 Every way a connection ends goes through :meth:`finish` (closing handshake
 done, failure, timeout, TCP drop) or :meth:`final_close` (crash, forced
 stop), and is logged once as ``connection.closed``.
@@ -30,9 +36,13 @@ from supervisors import NORMAL, SHUTDOWN, Error, faults
 from wsup.config import ServerConfig
 from wsup.deflate import DeflateParams, negotiate
 from wsup.handshake import ServerHandshake
+from wsup.inflate_history import HistoryMismatch, InflateHistory
 from wsup.protocol import (ABNORMAL_CLOSURE, CLOSED, CLOSING, GOING_AWAY, INTERNAL_ERROR, OPEN,
                            BinaryMessage, InflateNeeded, Pong, ServerProtocol, TextMessage, frame)
 from wsproto.frame_protocol import Opcode
+
+
+RECOVERY_TIMEOUT = 5.0
 
 
 class RemoteCompression:
@@ -111,6 +121,9 @@ class Session:
         self._app_terminated = False
         self._out: deque = deque()       # [bytes | [seq, frame-or-None, text, payload]] in wire order
         self._deflate_seq = 0
+        self.history: InflateHistory | None = None
+        self.compression_lost_at: float | None = None   # while no CompressionActor serves us
+        self.recoveries = 0
         if upgraded is not None:
             result, self.deflate = upgraded
             self.handshake = None
@@ -158,6 +171,7 @@ class Session:
                 break
             for event in events:
                 if isinstance(event, InflateNeeded):
+                    self.history.sent(event.chunk, event.final)
                     self.host.inflate(event.chunk, event.final)
                 elif isinstance(event, (TextMessage, BinaryMessage)):
                     if faults.ACTIVE:
@@ -170,12 +184,20 @@ class Session:
     def inflated(self, data: bytes) -> None:
         if self.done or self.proto is None or not self.proto.awaiting_inflate:
             return
-        self.proto.inflated(data)
+        try:
+            delivered = self.history.answer(data)
+        except HistoryMismatch as exc:
+            self.inflate_failed(INTERNAL_ERROR, str(exc))
+            return
+        if delivered is None:
+            return      # a replayed chunk's answer: delivered before the restart
+        self.proto.inflated(delivered)
         self._process()
 
     def inflate_failed(self, code: int, reason: str) -> None:
         if self.done or self.proto is None or not self.proto.awaiting_inflate:
             return
+        self.history.failed()
         self.proto.inflate_failed(code, reason)
         self._after_app()
 
@@ -200,6 +222,8 @@ class Session:
                           deflate_window_bits=self.deflate.deflate_window_bits,
                           inflate_window_bits=self.deflate.inflate_window_bits)
             compression = RemoteCompression()
+            self.history = InflateHistory(self.deflate.inflate_window_bits,
+                                          not self.deflate.client_no_context_takeover)
         self.proto = ServerProtocol(max_message_size=cfg.max_message_size,
                                     max_frame_size=cfg.max_frame_size, compression=compression)
         conn = self.conn
@@ -217,6 +241,31 @@ class Session:
             return
         self._activate(result)
 
+    def compression_started(self) -> None:
+        """A CompressionActor started for us: the first, or a successor."""
+        if self.done:
+            return
+        if self._pending_open is not None:
+            self.compression_lost_at = None
+            self.host.open_compression(b"")
+            self.compression_ready(True)
+            return
+        if self.compression_lost_at is None:
+            return
+        self.compression_lost_at = None
+        zdict, chunks = self.history.replay()
+        self.host.open_compression(zdict)
+        for chunk, final in chunks:
+            self.host.inflate(chunk, final)
+        resent = 0
+        for item in self._out:
+            if isinstance(item, list) and item[1] is None:
+                self.host.deflate(item[0], item[3])
+                resent += 1
+        self.recoveries += 1
+        self.log.info("compression.recovered", replayed_chunks=len(chunks), window_bytes=len(zdict),
+                      resent_deflates=resent)
+
     def compression_ready(self, ok: bool, why: str = "") -> None:
         pending, self._pending_open = self._pending_open, None
         if pending is None or self.done:
@@ -229,10 +278,16 @@ class Session:
             self.proto.fail(INTERNAL_ERROR, "compression unavailable")
             self._after_app()
 
-    def compression_lost(self) -> None:
-        """The CompressionActor died: answers will not come.  1011."""
-        if self.done or self.proto is None:
+    def compression_lost(self, now: float | None = None) -> None:
+        """The CompressionActor died; its supervisor restarts it.  Until the
+        successor starts, requests are not answered (the host drops them);
+        compression_started replays them.  No successor in RECOVERY_TIMEOUT: 1011."""
+        if self.done or self.proto is None or self.compression_lost_at is not None:
             return
+        self.compression_lost_at = time.monotonic() if now is None else now
+        self.host.call_later(RECOVERY_TIMEOUT, "compression")
+
+    def _compression_gone(self) -> None:
         self._out = deque(i for i in self._out if not isinstance(i, list))
         if self.proto.state == OPEN:
             self.proto.fail(INTERNAL_ERROR, "compression lost")
@@ -280,6 +335,12 @@ class Session:
             return
         proto = self.proto
         if proto is None or proto.state == CLOSED:
+            return
+        if what == "compression":
+            lost = self.compression_lost_at
+            if lost is not None and now - lost >= RECOVERY_TIMEOUT * 0.99:
+                self.log.error("compression.recovery_failed", waited=round(now - lost, 3))
+                self._compression_gone()
             return
         if what in ("close", "shutdown"):
             if proto.state == CLOSING:

@@ -1,7 +1,10 @@
 """CompressionActor (in-process): the only holder of one connection's zlib contexts.
 
-It opens them in ``init`` — write-ahead: the worker's ledger records them
-before the zlib objects exist —, uses them for the Inflate/Deflate requests
+Started (or restarted by its ConnectionSupervisor after a crash or a
+kill), it tells its ConnectionActor, which answers Open — with the last
+window of plaintext to prime the inflate context after a restart
+(wsup.inflate_history) — and it opens them: write-ahead, the worker's ledger
+records them before the zlib objects exist.  It uses them for the Inflate/Deflate requests
 of its ConnectionActor (in-process Thespian messages, answered in order), and
 releases them in exactly one place, :meth:`_release_all`: on Release (the
 close frame arrived) or in ``terminate`` (crash, shutdown).  A second release
@@ -15,7 +18,8 @@ import os
 import secrets
 from typing import Any
 
-from actors.worker.messages import Deflate, Deflated, Inflate, Inflated, InflateFailed, Release
+from actors.worker.messages import (CompressionStarted, Deflate, Deflated, Inflate, Inflated, InflateFailed,
+                                    Open, Release)
 from supervisors import SHUTDOWN, Error, SupervisedActor, faults
 from wsup.deflate import CompressionError, ContextReleased, Deflater, DeflateParams, DeflateSettings, Inflater
 from wsup.ledger import worker_ledger
@@ -26,22 +30,31 @@ def new_context_id() -> str:
 
 
 class CompressionActor(SupervisedActor):
+    deflater: Deflater | None = None
+    inflater: Inflater | None = None
+
     def init(self, connection_id: str, params: DeflateParams, settings: DeflateSettings,
-             max_message_size: int | None, zdict: bytes = b"") -> None:
+             max_message_size: int | None, owner: Any) -> None:
         self.connection_id = connection_id
-        p, s = params, settings
+        self.params, self.settings, self.max_message_size = params, settings, max_message_size
+        self.send(owner, CompressionStarted())
+
+    def _open(self, zdict: bytes) -> None:
+        if self.deflater is not None:
+            return
+        p, s = self.params, self.settings
         ids = (new_context_id(), new_context_id())
         self.ledger = worker_ledger()
         self.ledger.opened([
             {"context_id": ids[0], "direction": "deflate", "window_bits": p.deflate_window_bits, "primed_bytes": 0},
             {"context_id": ids[1], "direction": "inflate", "window_bits": p.inflate_window_bits,
              "primed_bytes": len(zdict)}], os.getpid(), owner=self.actor_id,
-            connection_id=connection_id)
+            connection_id=self.connection_id)
         if faults.ACTIVE:
             faults.point("compression.open")
         self.deflater = Deflater(ids[0], p.deflate_window_bits, s.level, s.mem_level, p.server_no_context_takeover)
         self.inflater = Inflater(ids[1], p.inflate_window_bits, p.client_no_context_takeover,
-                                 max_message_size, s.max_inflate_ratio, zdict=zdict)
+                                 self.max_message_size, s.max_inflate_ratio, zdict=zdict)
 
     def handle_message(self, message: Any, sender: Any) -> None:
         if isinstance(message, Inflate):
@@ -61,6 +74,8 @@ class CompressionActor(SupervisedActor):
             except ContextReleased:
                 payload = None     # uncompressed is always valid under permessage-deflate
             self.send(sender, Deflated(message.seq, payload))
+        elif isinstance(message, Open):
+            self._open(message.zdict)
         elif isinstance(message, Release):
             self._release_all(message.cause)
 
@@ -69,6 +84,8 @@ class CompressionActor(SupervisedActor):
         if faults.ACTIVE:
             faults.point("compression.release", cause=cause)
         for ctx in (self.deflater, self.inflater):
+            if ctx is None:
+                continue
             first_cause = ctx.released_cause
             if ctx.release(cause):
                 self.ledger.released(ctx.context_id, cause, os.getpid())
@@ -83,5 +100,4 @@ class CompressionActor(SupervisedActor):
             cause = "shutdown"
         else:
             cause = "close"
-        if getattr(self, "deflater", None) is not None:
-            self._release_all(cause)
+        self._release_all(cause)

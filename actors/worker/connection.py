@@ -3,8 +3,9 @@
 A thin shell: the connection's logic is wsup.session.Session; this actor is
 its host.  Bytes come as PortData from the loop, timers are Thespian
 wakeups, compression goes to the CompressionActor beside it (started by the
-ConnectionSupervisor on our request once permessage-deflate is agreed) as
-in-process messages, and every end of the connection goes through the
+ConnectionSupervisor on our request once permessage-deflate is agreed, and
+restarted by it after a crash or kill: the Session then rebuilds its state)
+as in-process messages, and every end of the connection goes through the
 Session (finish, or final_close from terminate).  Killed in-process (no
 terminate), the loop closes its port through the death hook.
 """
@@ -16,8 +17,8 @@ from typing import Any
 from thespian.actors import WakeupMessage
 
 from actors.worker.compression import CompressionActor
-from actors.worker.messages import (CompressionLost, Deflate, Deflated, Inflate, Inflated, InflateFailed,
-                                    Release)
+from actors.worker.messages import (CompressionLost, CompressionStarted, Deflate, Deflated, Inflate, Inflated,
+                                    InflateFailed, Open, Release)
 from supervisors import TRANSIENT, ChildSpec, SupervisedActor, faults
 from supervisors.messages import Reply, StartChild
 from wsup import ioloop
@@ -53,16 +54,25 @@ class ConnectionActor(SupervisedActor):
     def start_compression(self, params: Any) -> None:
         cfg = self.config
         spec = ChildSpec("compression", (CompressionActor, (self.connection_id, params, cfg.compression,
-                                                            cfg.max_message_size)),
+                                                            cfg.max_message_size, self.myAddress)),
                          restart=TRANSIENT, shutdown=int(cfg.compression_shutdown_timeout * 1000),
                          log_context={"connection_id": self.connection_id})
         self.send(self.supervisor, StartChild(ref=1, spec_or_args=spec))
 
+    # Between a CompressionActor's death and its successor's start, requests
+    # are dropped: the Session replays what is unanswered (wsup.inflate_history).
+
+    def open_compression(self, zdict: bytes) -> None:
+        if self.compression is not None:
+            self.send(self.compression, Open(zdict))
+
     def inflate(self, chunk: bytes, final: bool) -> None:
-        self.send(self.compression, Inflate(chunk, final))
+        if self.compression is not None:
+            self.send(self.compression, Inflate(chunk, final))
 
     def deflate(self, seq: int, data: bytes) -> None:
-        self.send(self.compression, Deflate(seq, data))
+        if self.compression is not None:
+            self.send(self.compression, Deflate(seq, data))
 
     def release_compression(self, cause: str) -> None:
         if self.compression is not None:
@@ -85,15 +95,15 @@ class ConnectionActor(SupervisedActor):
             s.deflated(message.seq, message.payload)
         elif isinstance(message, InflateFailed):
             s.inflate_failed(message.code, message.reason)
+        elif isinstance(message, CompressionStarted):
+            self.compression = sender
+            s.compression_started()
         elif isinstance(message, CompressionLost) and sender == self.supervisor:
             self.compression = None
             s.compression_lost()
         elif isinstance(message, Reply) and sender == self.supervisor:
-            result = message.result
-            if isinstance(result, tuple) and result[0] == "ok":
-                self.compression = result[1].address
-                s.compression_ready(True)
-            else:
+            result = message.result   # ok: CompressionStarted came first
+            if not (isinstance(result, tuple) and result[0] == "ok"):
                 s.compression_ready(False, repr(result))
         else:
             s.info(message)

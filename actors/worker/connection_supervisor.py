@@ -40,9 +40,8 @@ class ConnectionSupervisor(Supervisor):
 
     def handle_child_exit(self, spec: ChildSpec, pid: int | None, reason: Any, details: Any,
                           reported: bool) -> None:
-        # Not yet in this layout: priming a restarted CompressionActor and
-        # replaying the message in progress (the process layout does it).
-        # Until then the connection is failed with 1011 rather than left waiting.
+        # The CompressionActor is restarted (transient) after this; the
+        # ConnectionActor drops its requests until the successor says it started.
         if spec.id == "compression" and not self._shutting_down:
             for c in self.children:
                 if c.spec.id == CONNECTION and c.alive:

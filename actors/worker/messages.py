@@ -7,6 +7,18 @@ from dataclasses import dataclass
 
 
 @dataclass
+class CompressionStarted:
+    """From a (re)started CompressionActor to its ConnectionActor: ask me to Open."""
+
+
+@dataclass
+class Open:
+    """Open the contexts; the inflate one primed with ``zdict`` (the last
+    window of plaintext, after a restart with context takeover)."""
+    zdict: bytes = b""
+
+
+@dataclass
 class Inflate:
     chunk: bytes
     final: bool
