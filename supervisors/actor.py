@@ -26,6 +26,7 @@ from typing import Any
 
 from thespian.actors import (Actor, ActorExitRequest, ThespianWatch, WakeupMessage)
 
+from . import faults
 from . import log as _log
 from . import reasons
 from .messages import ChildNotice, Exiting, Init, InitAck, InitFailed, ShutdownRequest
@@ -131,6 +132,21 @@ class SupervisedActor(Actor):
     _sup_gone = False
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
+        if not faults.ACTIVE:
+            return self._sup_receive(message, sender)
+        faults.exit_ends_actor_only(self.tier.exit_ends_actor_only)
+        try:
+            return self._sup_receive(message, sender)
+        except faults.FaultExit:
+            # An exit fault on the in-process tier: the untrappable kill of this actor.
+            if isinstance(message, ActorExitRequest):
+                self._sup_killed = True
+                self._dropped(killed=True)   # Thespian removes us after this message
+            else:
+                self.tier.kill_address(self.myAddress)
+            return None
+
+    def _sup_receive(self, message: Any, sender: Any) -> Any:
         if self._sup_killed:
             if isinstance(message, ActorExitRequest):
                 self._dropped(killed=True)

@@ -3,8 +3,10 @@
 A fault spec is ``POINT:ACTION[:TRIGGER]``:
 
 * ``POINT``   a name passed to :func:`point` in the code, or a glob (``compression.*``)
-* ``ACTION``  ``raise`` (an exception, FaultInjected), ``exit`` (the process ends at
-              once with ``os._exit(1)``, like a crash the actor cannot report), or
+* ``ACTION``  ``raise`` (an exception, FaultInjected), ``exit`` (the actor ends at
+              once, like a crash it cannot report: its process with ``os._exit(1)``
+              on the process tier; on the in-process tier the actor alone, killed
+              without its terminate, as an untrappable exit), or
               ``hang`` (the process stops responding: it sleeps for an hour)
 * ``TRIGGER`` ``always`` (default), ``once`` (the first hit in the whole system: a
               marker file makes it once across processes and restarts), ``nth=N``
@@ -28,6 +30,7 @@ import fnmatch
 import os
 import random
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +42,19 @@ ACTIONS = ("raise", "exit", "hang")
 
 class FaultInjected(RuntimeError):
     """The exception a ``raise`` fault throws."""
+
+
+class FaultExit(BaseException):
+    """An ``exit`` fault in an in-process actor: not an Exception, so nothing
+    in the actor can catch it; the actor's receive turns it into a kill."""
+
+
+_thread = threading.local()
+
+
+def exit_ends_actor_only(on: bool) -> None:
+    """Set by the actor being run on this thread: True for an in-process one."""
+    _thread.actor_only = on
 
 
 @dataclass
@@ -152,6 +168,8 @@ def _act(spec: FaultSpec, name: str, context: dict) -> None:
     if spec.action == "raise":
         raise FaultInjected(f"fault injected at {name}")
     if spec.action == "exit":
+        if getattr(_thread, "actor_only", False):
+            raise FaultExit(name)
         os._exit(1)
     if spec.action == "hang":
         time.sleep(3600)

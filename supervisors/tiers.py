@@ -38,6 +38,7 @@ from . import log as _log
 class ProcessTier:
     name = "process"
     polls_liveness = True
+    exit_ends_actor_only = False   # an exit fault ends the process
 
     def identity(self, actor: Any) -> tuple[int, int | None, str]:
         pid = os.getpid()
@@ -103,6 +104,7 @@ class InProcessTier:
 
     name = "in_process"
     polls_liveness = False
+    exit_ends_actor_only = True    # an exit fault ends this actor alone
 
     def __init__(self, system_base: Any) -> None:
         self.base = system_base
