@@ -797,7 +797,7 @@ def compression_pid(server):
 def test_real_server_log_checks_out(make_server):
     from websockets.sync.client import connect
 
-    server = make_server()
+    server = make_server(workers=0)   # SIGKILLs an actor's process: --workers 0, to be removed with it
     with connect(server.url, open_timeout=10) as c:
         for i in range(3):
             c.send(f"message {i} " * 40)

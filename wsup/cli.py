@@ -46,11 +46,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.add_argument("--max-connections", type=int, default=1000,
                    help="concurrent connections; more get HTTP 503 (default 1000)")
-    p.add_argument("--workers", type=int, default=0, metavar="K",
-                   help="experimental: run connections as in-process actors in K worker processes")
+    p.add_argument("--workers", type=int, default=None, metavar="K",
+                   help="worker processes, each serving its share of the connections as in-process "
+                        "actors (default: one per CPU); 0: the old process-per-actor layout (deprecated)")
     p.add_argument("--connection-supervisors", type=int, default=8, metavar="K",
-                   help="partitions of the connections supervisor: K connections start in parallel, "
-                        "each partition holds its share of --max-connections (default 8)")
+                   help="--workers 0 only: partitions of the connections supervisor (default 8)")
     p.add_argument("--max-message-size", type=_size, default=1 << 20,
                    help="largest message accepted, after reassembly; larger -> close 1009 (default 1MiB)")
     p.add_argument("--max-frame-size", type=_size, default=None,
@@ -106,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         host=args.host, port=args.port, app=args.app, max_connections=args.max_connections,
         connection_supervisors=args.connection_supervisors,
-        workers=args.workers,
+        **({} if args.workers is None else {"workers": args.workers}),
         max_message_size=args.max_message_size, max_frame_size=args.max_frame_size,
         idle_timeout=args.idle_timeout, ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout or 20.0, close_timeout=args.close_timeout,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from supervisors import LogConfig
 from wsup.deflate import DeflateSettings
 
 MiB = 1 << 20
+
+
+def default_workers() -> int:
+    """One worker process per CPU."""
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -17,7 +23,9 @@ class ServerConfig:
     app: str = "wsup.app:EchoApp"
     max_connections: int = 1000
     connection_supervisors: int = 8            # partitions of the connections supervisor
-    workers: int = 0                           # >0: the worker layout (in-process connections), K workers
+    # worker processes, each with thousands of in-process connection subtrees;
+    # 0: the old layout, a process per actor (to be removed)
+    workers: int = field(default_factory=default_workers)
     max_message_size: int = MiB
     max_frame_size: int | None = None          # None: bounded by max_message_size
     idle_timeout: float | None = None          # seconds without a frame from the client

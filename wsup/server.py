@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import sys
 from dataclasses import replace
 from typing import Any, Callable
@@ -35,7 +36,7 @@ from actors.listener import ListenerActor, ListenerInfo
 from supervisors import (ONE_FOR_ALL, ONE_FOR_ONE, PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY,
                          ChildRef, ChildSpec, PartitionSupervisor, Runtime, StartError, SupFlags, supervisor_spec)
 from supervisors import _platform
-from supervisors.reasons import to_json
+from supervisors.reasons import Error, to_json
 from wsup.config import ServerConfig
 
 
@@ -85,6 +86,19 @@ def server_spec(config: ServerConfig) -> ChildSpec:
                            [connections, listener])
 
 
+def port_not_in_use(config: ServerConfig) -> None:
+    """The workers' listeners share the port (SO_REUSEPORT), and so would
+    another server's of the same user: check, without SO_REUSEPORT, that
+    nobody listens there yet.  StartError("Address already in use") if so."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is not "in use"
+        try:
+            probe.bind((config.host, config.port))
+        except OSError as exc:
+            raise StartError(Error.from_exception(exc)) from None
+
+
 def prepare(config: ServerConfig) -> ServerConfig:
     """Resolve what must be fixed before the tree starts: a concrete port
     (a restarted listener must come back on the same one) and the name of
@@ -107,6 +121,8 @@ class Server:
         _platform.raise_open_files_limit()
         self.runtime = rt = Runtime(log=self.config.log)
         try:
+            if self.config.workers:
+                port_not_in_use(self.config)
             rt.start(server_spec(self.config))
         except StartError as exc:
             rt.log.error("server.start_failed", reason=to_json(exc.reason))
