@@ -18,11 +18,20 @@ becomes an ordered stop of the in-process tree (1001 to every client); when
 that tree is gone (or gave up: restart intensity) the worker exits (or
 crashes, and its supervisor restarts it).  A crash of the loop thread is a
 crash of the worker.
+
+Each worker also listens on a control socket (abstract AF_UNIX, named in its
+``worker.listening`` record, same user only): newline-delimited JSON requests
+``{"op": "kill", "kind": ..., "connection_id": ..., "limit": ...}`` and
+``{"op": "info"}``, answered in the loop thread — how ``wsup chaos`` kills
+in-process actors from outside the server.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import random
+import struct
 from dataclasses import dataclass
 import os
 import secrets
@@ -86,6 +95,24 @@ def listening_socket(config: ServerConfig) -> socket.socket:
     return sock
 
 
+def control_name(config: ServerConfig, index: int) -> str:
+    """The abstract AF_UNIX name of worker ``index``'s control socket."""
+    return f"{config.handoff_name}-worker-{index}"
+
+
+def control_socket(name: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind("\0" + name)
+    sock.listen(16)
+    return sock
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+    return uid
+
+
 class WorkerActor(SupervisedActor):
     def init(self, config: ServerConfig, index: int, max_connections: int) -> None:
         self.config = config
@@ -116,9 +143,13 @@ class WorkerActor(SupervisedActor):
         self._exit_ref = self._send_request(self.app, AwaitExit())
         self.loop.after_each = self._replies
         self.loop.listen(self.listen_sock, self._accept)
+        self.control_name = control_name(config, index)
+        self.loop.listen(control_socket(self.control_name), self._control_accept)
+        self._control_buf: dict[Any, bytearray] = {}
         self.thread = threading.Thread(target=self._run_loop, name=f"worker-{index}-loop", daemon=True)
         self.thread.start()
-        self.log.info("worker.listening", host=config.host, port=config.port, max_connections=max_connections)
+        self.log.info("worker.listening", host=config.host, port=config.port, max_connections=max_connections,
+                      control=self.control_name)
 
     # -- the in-process tree, from outside it (loop thread, or before it runs) ------
 
@@ -222,34 +253,86 @@ class WorkerActor(SupervisedActor):
             self.mailbox.crash(exc)
 
     def _kill(self, req: KillInProcess, sender: Any) -> None:   # loop thread
+        self.mailbox.put(("reply", sender, req.ref, self._kill_actors(req.kind, req.connection_id, req.limit)))
+
+    def _kill_actors(self, kind: str, connection_id: str | None, limit: int | None,
+                     rng: Any = None) -> list[str]:   # loop thread
+        """Kill (untrappable, no terminate) in-process actors of class ``kind``;
+        with ``rng``, at random among them.  The actor ids killed."""
         killed = []
         base = self.loop.system._systemBase
+        refs = []
         for ref in list(base.actorRegistry.values()):
             inst = getattr(ref, "instance", None) if ref is not None else None
-            if inst is None or type(inst).__name__ != req.kind or getattr(inst, "_sup_killed", False):
+            if inst is None or type(inst).__name__ != kind or getattr(inst, "_sup_killed", False):
                 continue
-            if req.kind == "Supervisor" and getattr(inst, "name", None) != "connections":
+            if kind == "Supervisor" and getattr(inst, "name", None) != "connections":
                 continue
-            if req.connection_id is not None and \
-                    getattr(inst, "_sup_log_context", {}).get("connection_id") != req.connection_id and \
-                    getattr(inst, "connection_id", None) != req.connection_id:
+            if connection_id is not None and \
+                    getattr(inst, "_sup_log_context", {}).get("connection_id") != connection_id and \
+                    getattr(inst, "connection_id", None) != connection_id:
                 continue
-            if req.limit is not None and len(killed) >= req.limit:
+            refs.append(ref)
+        if rng is not None:
+            rng.shuffle(refs)
+        for ref in refs:
+            if limit is not None and len(killed) >= limit:
                 break
             actor_id = self.loop.tier.actor_id(ref.address)
             if self.loop.tier.kill_address(ref.address):
                 killed.append(actor_id)
-        self.log.info("worker.killed", kind=req.kind, connection_id=req.connection_id, actor_ids=killed)
-        self.mailbox.put(("reply", sender, req.ref, killed))
+        self.log.info("worker.killed", kind=kind, connection_id=connection_id, actor_ids=killed)
+        return killed
 
     def _info(self, req: WorkerInfo, sender: Any) -> None:   # loop thread
+        self.mailbox.put(("reply", sender, req.ref, self._worker_info()))
+
+    def _worker_info(self) -> dict:   # loop thread
         base = self.loop.system._systemBase
         live = [r.instance for r in base.actorRegistry.values() if r is not None and r.instance is not None]
-        self.mailbox.put(("reply", sender, req.ref, {
-            "pid": os.getpid(), "actors": len(live),
-            "connections": sum(1 for i in live if type(i).__name__ == "ConnectionActor"),
-            "open_contexts": len(worker_ledger().open_contexts()),
-            "pending_handshakes": len(self._pending)}))
+        return {"pid": os.getpid(), "actors": len(live),
+                "connections": sum(1 for i in live if type(i).__name__ == "ConnectionActor"),
+                "open_contexts": len(worker_ledger().open_contexts()),
+                "pending_handshakes": len(self._pending)}
+
+    # -- the control socket (loop thread) ------------------------------------------------
+
+    def _control_accept(self, client: socket.socket, _peer: Any) -> None:
+        if _peer_uid(client) != os.getuid():
+            client.close()
+            return
+        port = self.loop.loop_port(client, self._control_data)
+        self._control_buf[port] = bytearray()
+
+    def _control_data(self, port: Any, data: bytes) -> None:
+        buf = self._control_buf.get(port)
+        if buf is None:
+            return
+        if not data:
+            del self._control_buf[port]
+            port.close()
+            return
+        buf += data
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            port.write(json.dumps(self._control(line)).encode() + b"\n")
+
+    def _control(self, line: bytes) -> dict:
+        try:
+            req = json.loads(line)
+            op = req["op"]
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": "bad request: JSON with an op expected"}
+        if op == "info":
+            return {"ok": True, **self._worker_info()}
+        if op == "kill":
+            kind = req.get("kind")
+            if kind not in ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor"):
+                return {"ok": False, "error": f"unknown kind {kind!r}"}
+            rng = random.Random(req["seed"]) if "seed" in req else None
+            return {"ok": True, "killed": self._kill_actors(kind, req.get("connection_id"), req.get("limit"), rng)}
+        return {"ok": False, "error": f"unknown op {op!r}"}
 
     def _begin_stop(self) -> None:   # loop thread
         self.loop.stop_listening()

@@ -5,6 +5,7 @@ and `wsup logs --check` clean where the server has stopped)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -69,7 +70,7 @@ def test_compression_actor_raises_mid_message(make_server, inject):
 
 def test_connection_actor_killed_while_its_compression_actor_is_busy(make_server, inject):
     inject("compression.inflate:hang:nth=2")   # the CompressionActor is stuck inside inflate
-    server = make_server(compression_shutdown_timeout=2.0)
+    server = make_server(compression_shutdown_timeout=2.0, workers=0)   # --workers 0, to be removed with it
     with connect(server.url, open_timeout=10) as c:
         c.send(text(100))
         assert c.recv() == text(100)
@@ -91,7 +92,7 @@ def test_connection_actor_killed_while_its_compression_actor_is_busy(make_server
 def test_root_intensity_exceeded_exits_nonzero_with_nothing_left(serve):
     """The listener crashes on every accept: the root supervisor (3 restarts
     in 5 s) gives up, the server exits 1, and no process is left."""
-    sp = serve("--fault", "listener.accept:raise", stderr=None)
+    sp = serve("--fault", "listener.accept:raise", "--workers", "0", stderr=None)   # the listener: --workers 0
     log, records = sp.log_path, sp.log
     for i in range(4):   # the 4th crash within 5 s is one too many
         records.wait_for("server.listening", count=i + 1, timeout=10)
@@ -134,14 +135,38 @@ def test_sigterm_during_a_chaos_run(serve):
     assert status == 0, out
 
 
-@pytest.mark.slow
-def test_chaos_long_run(tmp_path):
-    """The issue's acceptance run: 50 connections, 60 s, a kill every 100 ms."""
-    r = subprocess.run([sys.executable, "-m", "wsup.cli", "chaos", "--connections", "50", "--duration", "60",
-                        "--kill-interval", "100ms", "--seed", "1", "--log-file", str(tmp_path / "chaos.jsonl")],
+EVERY_KIND = ["--kill", "ConnectionActor", "--kill", "CompressionActor", "--kill", "ConnectionSupervisor",
+              "--kill", "Supervisor", "--kill", "workers"]
+
+
+def _chaos(tmp_path, connections, duration, *extra):
+    r = subprocess.run([sys.executable, "-m", "wsup.cli", "chaos", "--connections", str(connections),
+                        "--duration", str(duration), "--kill-interval", "100ms", "--seed", "1", "--json",
+                        "--log-file", str(tmp_path / "chaos.jsonl"), *extra],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "corrupted" in r.stdout
+    summary = json.loads(r.stdout)
+    assert summary["corrupted"] == 0 and summary["echoed_intact"] > 0 and summary["log_check"].startswith("ok")
+    return summary
+
+
+def test_chaos_kills_every_in_process_kind_and_workers(tmp_path):
+    """In-process kills of all four kinds through the workers' control
+    sockets, and worker processes SIGKILLed: every echo intact, every
+    context released once (or died with its worker), the server exits 0."""
+    summary = _chaos(tmp_path, 20, 8, *EVERY_KIND)
+    kills = summary["kills_by_kind"]
+    assert {"ConnectionActor", "CompressionActor", "ConnectionSupervisor"} <= set(kills), kills
+    assert kills.get("Supervisor", 0) + kills.get("workers", 0) >= 2, kills
+    assert summary["server_exit_status"] == 0 and summary["still_serving"]
+
+
+@pytest.mark.slow
+def test_chaos_long_run(tmp_path):
+    """The issue's acceptance run: 50 connections, 60 s, a kill every 100 ms,
+    supervisors and workers in the kill set."""
+    summary = _chaos(tmp_path, 50, 60, *EVERY_KIND)
+    print(json.dumps(summary, indent=2))
 
 
 @pytest.mark.slow

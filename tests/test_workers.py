@@ -275,3 +275,27 @@ def test_silent_connections_are_cheap_bounded_and_timed_out(make_server):
     echo_many(server.url, 3)                                  # real clients are served again
     for s in socks:
         s.close()
+
+
+def test_the_control_socket_informs_and_kills(make_server):
+    """What `wsup chaos` uses: a worker's control socket, from outside the server."""
+    from wsup.chaos import control
+    server = make_server(workers=1)
+    [rec] = server.log.events("worker.listening")
+    info = control(rec["control"], {"op": "info"})
+    assert info["ok"] and info["pid"] == rec["pid"] and info["connections"] == 0
+
+    async def run():
+        ws = await connect(server.url)
+        await ws.send("x" * 500)
+        await ws.recv()
+        assert control(rec["control"], {"op": "info"})["connections"] == 1
+        got = control(rec["control"], {"op": "kill", "kind": "ConnectionActor", "limit": 1})
+        assert got["ok"] and len(got["killed"]) == 1
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    asyncio.run(run())
+    assert control(rec["control"], {"op": "kill", "kind": "Application"}) == \
+        {"ok": False, "error": "unknown kind 'Application'"}
+    assert not control(rec["control"], {"op": "nope"})["ok"]
+    server.stop()
+    check_log(server)

@@ -8,13 +8,15 @@ prints a summary and runs the log check (``wsup logs --check``).  Exit 1 on a
 corrupted echo, a server that stopped serving, or a failed check.  Bounded in
 time (``--duration``) and count (``--max-messages``); loopback only.
 
-By default the per-connection workers are killed (ConnectionActor,
-CompressionActor), once every client has connected.  Not by default: the
-ListenerActor — a singleton under a root allowing 3 restarts in 5 s, so at
-this rate the root rightly gives up and the server exits 1 (OTP semantics,
-tested in tests/test_faults.py) —, and supervisors — the ConnectionSupervisor
-writes its connection's compression context records and takes that knowledge
-with it when SIGKILLed (see docs/faults.md).  Add kinds with ``--kill``.
+Kills start once every client has connected.  With the worker layout (the
+default) every in-process kind is killed by default — ConnectionActor,
+CompressionActor, ConnectionSupervisor and a worker's ``connections``
+Supervisor — through the workers' control sockets; ``--kill workers`` adds
+SIGKILLs of worker processes (rate-limited with the Supervisor kills, which
+take their worker down: see Killer).  With ``--workers 0`` (the deprecated
+process layout; ``--server-arg=--workers=0``) actor processes are SIGKILLed,
+by default ConnectionActor and CompressionActor (a SIGKILLed
+ConnectionSupervisor takes its records with it there: docs/faults.md).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
-DEFAULT_KINDS = ("ConnectionActor", "CompressionActor")
+WORKER_KINDS = ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor")
+PROCESS_KINDS = ("ConnectionActor", "CompressionActor")   # --workers 0
+DEFAULT_KINDS = None    # the layout's defaults (Killer.kinds)
 WORDS = ("actor", "supervisor", "deflate", "inflate", "window", "context", "release", "restart",
          "intensity", "frame", "socket", "echo", "chaos", "owner", "exactly", "once")
 
@@ -47,8 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kill-interval", default="100ms",
                    help="SIGKILL one actor this often: 100ms, 1s, off (default 100ms)")
     p.add_argument("--kill", action="append", default=None, metavar="KIND",
-                   help=f"actor kinds to kill (repeatable; default {', '.join(DEFAULT_KINDS)}; "
-                        "also ListenerActor, ConnectionSupervisor, Supervisor)")
+                   help=f"what to kill (repeatable; default {', '.join(WORKER_KINDS)}, in-process; "
+                        "'workers' SIGKILLs worker processes; with --workers 0: actor processes, "
+                        f"default {', '.join(PROCESS_KINDS)}, also ListenerActor, ConnectionSupervisor)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault in the server it starts (see wsup serve --fault)")
     p.add_argument("--message-size", type=int, default=2000, help="bytes per message (default 2000)")
@@ -100,15 +105,34 @@ class ServerProcess:
 
 
 class Killer:
-    """Finds the server's actor processes in its log and SIGKILLs them."""
+    """Kills the server's actors, found in its log.
 
-    def __init__(self, log_path: str, kinds: tuple[str, ...], rng: random.Random) -> None:
+    The worker layout (the default): in-process actors of the kinds asked
+    (all four by default, supervisors included) are killed through a worker's
+    control socket (an untrappable in-process kill: no terminate), and with
+    kind ``workers`` worker processes are SIGKILLed, at most one every
+    WORKER_KILL_EVERY seconds — as are kills of a worker's ``connections``
+    supervisor (kind ``Supervisor``), which takes its worker down with it —
+    so that the `workers` supervisor's restart intensity (5 in 5 s) holds.
+    The old process layout (``--workers 0``): actor processes are SIGKILLed."""
+
+    WORKER_KILL_EVERY = 2.0
+
+    def __init__(self, log_path: str, kinds: tuple[str, ...] | None, rng: random.Random) -> None:
         self.log_path = log_path
-        self.kinds = set(kinds)
+        self.asked = set(kinds) if kinds else None
         self.rng = rng
         self.pos = 0
-        self.alive: dict[int, str] = {}
+        self.alive: dict[int, str] = {}          # process layout: pid -> kind
+        self.workers: dict[str, int] = {}        # worker layout: control name -> pid
         self.kills: Counter = Counter()
+        self._last_big = 0.0
+
+    @property
+    def kinds(self) -> set[str]:
+        if self.asked is not None:
+            return self.asked
+        return set(WORKER_KINDS if self.workers else PROCESS_KINDS)
 
     def _scan(self) -> None:
         try:
@@ -125,7 +149,9 @@ class Killer:
             except ValueError:
                 continue
             ev = r.get("event")
-            if ev == "actor.started" and r.get("actor") in self.kinds:
+            if ev == "worker.listening" and r.get("control"):
+                self.workers[r["control"]] = r["pid"]
+            elif ev == "actor.started" and r.get("actor") in PROCESS_KINDS + ("ListenerActor", "Supervisor"):
                 self.alive[r["pid"]] = r["actor"]
             elif ev in ("actor.stopped", "actor.crashed"):
                 self.alive.pop(r.get("pid"), None)
@@ -134,7 +160,11 @@ class Killer:
 
     def kill_one(self) -> None:
         self._scan()
-        candidates = [pid for pid in self.alive if _is_alive(pid)]
+        if self.workers:
+            self._kill_in_workers()
+            return
+        kinds = self.kinds
+        candidates = [pid for pid, kind in self.alive.items() if kind in kinds and _is_alive(pid)]
         if not candidates:
             return
         pid = self.rng.choice(candidates)
@@ -143,6 +173,51 @@ class Killer:
         except ProcessLookupError:
             return
         self.kills[self.alive.pop(pid)] += 1
+
+    def _kill_in_workers(self) -> None:
+        live = [(name, pid) for name, pid in self.workers.items() if _is_alive(pid)]
+        if not live:
+            return
+        kinds = sorted(self.kinds)
+        self.rng.shuffle(kinds)
+        big_ok = time.monotonic() - self._last_big >= self.WORKER_KILL_EVERY
+        for kind in kinds:
+            if kind in ("workers", "Supervisor") and not big_ok:
+                continue
+            name, pid = self.rng.choice(live)
+            if kind == "workers":
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed = 1
+            else:
+                killed = len(control(name, {"op": "kill", "kind": kind, "limit": 1,
+                                            "seed": self.rng.randrange(1 << 30)}).get("killed", ()))
+            if killed:
+                self.kills[kind] += killed
+                if kind in ("workers", "Supervisor"):
+                    self._last_big = time.monotonic()
+                return
+
+
+def control(name: str, request: dict, timeout: float = 5.0) -> dict:
+    """One request to a worker's control socket (actors/worker_actor.py); {} if it is gone."""
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect("\0" + name)
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                more = sock.recv(65536)
+                if not more:
+                    return {}
+                buf += more
+        return json.loads(buf)
+    except (OSError, ValueError):
+        return {}
 
 
 def _is_alive(pid: int) -> bool:
@@ -228,14 +303,20 @@ async def _traffic(url: str, n: int, duration: float, seed: int, max_messages: i
     return stats
 
 
-async def _still_serving(url: str) -> bool:
+async def _still_serving(url: str, within: float = 10.0) -> bool:
+    """The server echoes again within ``within`` s of the last kill (a worker
+    killed last may still be restarting: its queued connections were reset)."""
     import websockets
-    try:
-        async with websockets.connect(url, open_timeout=10) as ws:
-            await ws.send("are you there " * 20)
-            return await asyncio.wait_for(ws.recv(), 10) == "are you there " * 20
-    except Exception:
-        return False
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            async with websockets.connect(url, open_timeout=10) as ws:
+                await ws.send("are you there " * 20)
+                return await asyncio.wait_for(ws.recv(), 10) == "are you there " * 20
+        except Exception:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.2)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -243,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     STATS_SIZE = args.message_size
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     interval = _interval(args.kill_interval)
-    kinds = tuple(args.kill or DEFAULT_KINDS)
+    kinds = tuple(args.kill) if args.kill else None
     server = None
     if args.url:
         host = urlsplit(args.url).hostname or ""

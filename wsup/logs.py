@@ -749,18 +749,22 @@ def check(records: Sequence[dict], lines: Sequence[int] | None = None,
     # died with that process: the worker's supervisor recorded the death (reason killed,
     # child_pid = owner_pid) and no ledger outlived it.  (A process-layout CompressionActor
     # killed alone must still get its owner_died record from its supervisor.)
-    killed_at: dict[int, int] = {}
+    # (A kill record of an in-process child names the same pid as its supervisor's: not a
+    # process death.  The first process kill after the open is the one.)
+    killed_at: dict[int, list[int]] = {}
     for i, r in enumerate(records):
         if r.get("event") in ("supervisor.child.terminated", "supervisor.shutdown_error",
                               "supervisor.child.killed") and r.get("reason", "killed") == "killed" \
-                and isinstance(r.get("child_pid"), int):
-            killed_at.setdefault(r["child_pid"], i)
+                and isinstance(r.get("child_pid"), int) and r.get("child_pid") != r.get("pid"):
+            killed_at.setdefault(r["child_pid"], []).append(i)
     died_with_process = 0
     for cid, i in list(opened.items()):
         owner = records[i].get("owner_pid")
-        if (cid not in released and records[i].get("owner_actor_id") and isinstance(owner, int)
-                and killed_at.get(owner, -1) > i):
-            released[cid] = killed_at[owner]
+        if cid in released or not records[i].get("owner_actor_id") or not isinstance(owner, int):
+            continue
+        after = next((k for k in killed_at.get(owner, ()) if k > i), None)
+        if after is not None:
+            released[cid] = after
             died_with_process += 1
     for cid, i in opened.items():
         if cid not in released and last_stop is not None and i < last_stop:
