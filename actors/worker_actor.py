@@ -24,6 +24,15 @@ Each worker also listens on a control socket (abstract AF_UNIX, named in its
 ``{"op": "kill", "kind": ..., "connection_id": ..., "limit": ...}`` and
 ``{"op": "info"}``, answered in the loop thread — how ``wsup chaos`` kills
 in-process actors from outside the server.
+
+Addressing: connection ids are ``<worker index>-<random>``, and a
+connection's ``conn.address`` is ``ConnectionAddress(this actor's address,
+id)``.  ``Deliver(id, message)`` sent to a worker (by any actor of the
+process tier, or ``{"op": "send"}`` on the control socket) reaches the
+connection's handle_info: in-process if it is here, else forwarded to the
+worker its id names (its address from the `workers` supervisor's
+which_children, cached for a second).  ``conn.tell`` from a connection in
+another worker comes the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from typing import Any
 
 from thespian.actors import WatchMessage
@@ -49,7 +59,7 @@ from supervisors.application import Application, AwaitExit, StopApplication
 from supervisors.mailbox import Mailbox
 from supervisors.messages import Init, InitAck, Reply, StartChild, WhichChildren, _Request
 from wsup.config import ServerConfig
-from wsup.app import load_app
+from wsup.app import Deliver, load_app, worker_index
 from wsup.deflate import negotiate
 from wsup.handshake import ServerHandshake, http_response
 from wsup.ioloop import WorkerLoop
@@ -119,6 +129,13 @@ class WorkerActor(SupervisedActor):
         self.index = index
         self.mailbox = Mailbox()      # loop thread -> this thread
         self.loop = WorkerLoop().make_current()
+        self.loop.worker_index = index
+        self.loop.worker_address = self.myAddress
+        self.loop.route = self._route_out
+        self._siblings: dict[int, Any] = {}      # worker index -> its address (which_children)
+        self._siblings_at = -1.0
+        self._siblings_ref: int | None = None
+        self._routes: list[tuple[str, Any]] = []   # waiting for the siblings' addresses
         ledger = worker_ledger()
         pid = os.getpid()
         self.loop.tier.on_death(lambda actor_id, killed: ledger.owner_died(actor_id, pid))
@@ -193,7 +210,7 @@ class WorkerActor(SupervisedActor):
                              peer=f"{peer[0]}:{peer[1]}")
             client.close()
             return
-        connection_id = secrets.token_hex(6)
+        connection_id = f"{self.index}-{secrets.token_hex(6)}"
         self.log.info("connection.accepted", connection_id=connection_id, peer=f"{peer[0]}:{peer[1]}")
         pending = _Pending(connection_id, list(peer[:2]))
 
@@ -326,6 +343,12 @@ class WorkerActor(SupervisedActor):
             return {"ok": False, "error": "bad request: JSON with an op expected"}
         if op == "info":
             return {"ok": True, **self._worker_info()}
+        if op == "send":
+            cid = req.get("connection_id")
+            if not isinstance(cid, str):
+                return {"ok": False, "error": "send needs a connection_id"}
+            self._route_out(cid, None, req.get("message"))
+            return {"ok": True}
         if op == "kill":
             kind = req.get("kind")
             if kind not in ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor"):
@@ -339,6 +362,47 @@ class WorkerActor(SupervisedActor):
         self._stop_ref = self._send_request(self.app, StopApplication())
         self._replies()
 
+    # -- addressing --------------------------------------------------------------------
+
+    def _deliver_here(self, connection_id: str, message: Any) -> None:   # loop thread
+        address = self.loop.whereis(connection_id)
+        if address is not None:
+            self.loop.system.tell(address, message)
+
+    def _route_out(self, connection_id: str, worker: Any, message: Any) -> None:   # loop thread
+        if worker is None and worker_index(connection_id) in (self.index, None):
+            self._deliver_here(connection_id, message)
+        else:
+            self.mailbox.put(("route", connection_id, worker, message))
+
+    def _route(self, connection_id: str, worker: Any, message: Any) -> None:   # Thespian thread
+        if worker is not None:
+            self.send(worker, Deliver(connection_id, message))
+            return
+        index = worker_index(connection_id)
+        if index is None or index == self.index:
+            self.loop.post(lambda: self._deliver_here(connection_id, message))
+            return
+        if index in self._siblings and time.monotonic() - self._siblings_at < 1.0:
+            self.send(self._siblings[index], Deliver(connection_id, message))
+            return
+        self._routes.append((connection_id, message))
+        if self._siblings_ref is None:
+            self._siblings_ref = next(self._refs)
+            self.send(self.supervisor, WhichChildren(ref=self._siblings_ref))
+
+    def _got_siblings(self, children: list) -> None:   # Thespian thread
+        self._siblings = {}
+        for cid, ref, _t, _m in children:
+            if isinstance(cid, str) and cid.startswith("worker-") and hasattr(ref, "address"):
+                self._siblings[int(cid[7:])] = ref.address
+        self._siblings_at = time.monotonic()
+        routes, self._routes = self._routes, []
+        for cid, message in routes:
+            address = self._siblings.get(worker_index(cid))
+            if address is not None:      # else: no such worker now, dropped (as in Erlang)
+                self.send(address, Deliver(cid, message))
+
     # -- the Thespian thread ---------------------------------------------------------
 
     def watched_fds(self) -> list[int]:
@@ -350,11 +414,18 @@ class WorkerActor(SupervisedActor):
                 if item[0] == "reply":
                     _, to, ref, result = item
                     self.send(to, Reply(ref, result))
+                elif item[0] == "route":
+                    self._route(*item[1:])
                 elif item[0] == "tree_exited":
                     _, requested, result = item
                     if not requested:
                         raise RuntimeError(f"the in-process connections tree exited: {result!r}")
                     self._exit_with(SHUTDOWN)
+        elif isinstance(message, Deliver):
+            self._route(message.connection_id, None, message.message)
+        elif isinstance(message, Reply) and message.ref == self._siblings_ref and sender == self.supervisor:
+            self._siblings_ref = None
+            self._got_siblings(message.result)
         elif isinstance(message, KillInProcess):
             self.loop.post(lambda: self._kill(message, sender))
         elif isinstance(message, WorkerInfo):

@@ -21,6 +21,12 @@ class ControlApp(App):
     def handle_in(self, conn, data):
         if isinstance(data, str) and data.startswith("close:"):
             conn.close(int(data[6:]), "asked to")
+        elif isinstance(data, str) and data.startswith("tell:"):     # tell:<connection id>:<text>
+            _, to, text = data.split(":", 2)
+            conn.tell(to, text)
+        elif data == "address":
+            import pickle
+            conn.send(pickle.dumps(conn.address))
         else:
             conn.send(data)
 

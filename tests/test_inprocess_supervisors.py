@@ -20,7 +20,6 @@ from supervisors import (ONE_FOR_ALL, ONE_FOR_ONE, PERMANENT, REST_FOR_ONE, SIMP
                          SupervisedActor, SupFlags, supervisor_spec)
 from supervisors import inprocess
 from supervisors.runtime import IN_PROCESS_BASE
-from tests.logutil import Log
 
 EVENTS: list[tuple] = []   # what the actors did (they run in this process)
 

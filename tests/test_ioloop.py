@@ -124,3 +124,30 @@ def test_a_killed_owner_loses_its_port_without_terminate(loop):
     assert TERMINATED == []                        # killed: no terminate ran
     until(lambda: not loop.ports)
     c.close()
+
+
+def test_registered_names_go_with_their_actor_however_it_ends(loop):
+    """Erlang's register/whereis: a name finds its actor until it unregisters
+    or dies — stopped or killed (the death hook drops it)."""
+    clients = [connect(loop) for _ in range(2)]
+    for c in clients:
+        c.sendall(b"x")
+        assert recv_exactly(c, 1) == b"X"
+    a, b = loop.owners
+    done = threading.Event()
+    loop.post(lambda: (loop.register("a", a), loop.register("b", b), done.set()))
+    assert done.wait(5)
+    assert loop.whereis("a") == a and loop.whereis("b") == b
+    killed = threading.Event()
+    loop.post(lambda: (loop.tier.kill_address(a), killed.set()))
+    assert killed.wait(5)
+    until(lambda: loop.whereis("a") is None)          # killed: no terminate, the name is gone
+    assert loop.whereis("b") == b
+    from thespian.actors import ActorExitRequest
+    ended = threading.Event()                         # b ended by its "supervisor" (with terminate)
+    loop.post(lambda: (loop.system.tell(b, ActorExitRequest()), ended.set()))
+    assert ended.wait(5)
+    until(lambda: loop.whereis("b") is None)
+    assert len(TERMINATED) == 1
+    for c in clients:
+        c.close()

@@ -10,11 +10,10 @@ import time
 import pytest
 from logutil import wait_until
 from rawws import RawClient
-from treeutil import running_children, the_connection_subtree
+from treeutil import running_children
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from supervisors import ChildRef
 from supervisors import _platform
 
 
@@ -306,18 +305,19 @@ def test_app_crash_closes_1011_and_disturbs_nothing_else(make_server):
 
 
 def test_handle_info_pushes_from_another_actor(make_server):
-    # --workers 0: a connection of the worker layout cannot be addressed from outside yet
-    server = make_server(app="apps:ControlApp", workers=0)
-    rt = server.runtime
+    """Deliver(id, message) to conn.address.worker, from the server's main process."""
+    import pickle
+
+    from wsup.app import Deliver
+    server = make_server(app="apps:ControlApp")
     with ws(server, "/room") as c:
         hello = c.recv()
         connection_id = hello.split()[1]
-        per_conn = the_connection_subtree(server)
-        [(_, actor, _, _)] = running_children(rt, per_conn)
-        assert isinstance(actor, ChildRef)
-        rt.tell(actor, "news")
+        c.send("address")
+        address = pickle.loads(c.recv())
+        assert address.connection_id == connection_id
+        server.runtime.tell(address.worker, Deliver(connection_id, "news"))
         assert c.recv() == "pushed: news"
-        assert connection_id in hello
 
 
 # -- timeouts and keepalive ----------------------------------------------------------------------

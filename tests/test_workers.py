@@ -279,7 +279,7 @@ def test_silent_connections_are_cheap_bounded_and_timed_out(make_server):
 
 def test_the_control_socket_informs_and_kills(make_server):
     """What `wsup chaos` uses: a worker's control socket, from outside the server."""
-    from wsup.chaos import control
+    from wsup.control import control
     server = make_server(workers=1)
     [rec] = server.log.events("worker.listening")
     info = control(rec["control"], {"op": "info"})
@@ -299,3 +299,76 @@ def test_the_control_socket_informs_and_kills(make_server):
     assert not control(rec["control"], {"op": "nope"})["ok"]
     server.stop()
     check_log(server)
+
+
+def _on_two_workers(server, n=40):
+    """Open ControlApp connections until two are on different workers: [(ws, id)] x 2 (others closed)."""
+    from websockets.sync.client import connect as sync_connect
+    by_worker, spare = {}, []
+    for _ in range(n):
+        c = sync_connect(server.url, open_timeout=10)
+        cid = c.recv().split()[1]
+        w = cid.split("-")[0]
+        if w in by_worker:
+            spare.append(c)
+        else:
+            by_worker[w] = (c, cid)
+        if len(by_worker) == 2:
+            break
+    for c in spare:
+        c.close()
+    assert len(by_worker) == 2, "SO_REUSEPORT sent every connection to one worker"
+    return list(by_worker.values())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # websockets: connect() outside a with
+def test_a_connection_tells_a_connection_in_another_worker(make_server):
+    server = make_server(workers=2, app="apps:ControlApp")
+    (a, a_id), (b, b_id) = _on_two_workers(server)
+    with a, b:
+        a.send(f"tell:{b_id}:from a")             # by id, across workers
+        assert b.recv(timeout=5) == "pushed: from a"
+        b.send(f"tell:{a_id}:and back")
+        assert a.recv(timeout=5) == "pushed: and back"
+        a.send(f"tell:{a_id}:to myself")          # in-process, same worker
+        assert a.recv(timeout=5) == "pushed: to myself"
+        a.send("tell:9-000000000000:nobody")     # no such worker: dropped, nothing breaks
+        a.send("still there")
+        assert a.recv(timeout=5) == "still there"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # websockets: connect() outside a with
+def test_conn_address_is_picklable_and_reachable_from_the_process_tier(make_server):
+    """Deliver sent to conn.address.worker, from outside the worker (here the
+    server's main process, an actor system client like any process-tier actor)."""
+    import pickle
+    from wsup.app import ConnectionAddress, Deliver
+    server = make_server(workers=2, app="apps:ControlApp")
+    (a, a_id), (b, b_id) = _on_two_workers(server)
+    with a, b:
+        a.send("address")
+        addr = pickle.loads(a.recv(timeout=5))
+        assert isinstance(addr, ConnectionAddress) and addr.connection_id == a_id
+        assert addr.worker == workers(server)[f"worker-{a_id.split('-')[0]}"].address
+        server.runtime.tell(addr.worker, Deliver(addr.connection_id, "news"))
+        assert a.recv(timeout=5) == "pushed: news"
+        # to the other worker, which forwards it by the id
+        other = workers(server)[f"worker-{b_id.split('-')[0]}"].address
+        server.runtime.tell(other, Deliver(a_id, "forwarded"))
+        assert a.recv(timeout=5) == "pushed: forwarded"
+
+
+def test_wsup_send_from_outside_the_server(serve):
+    import subprocess
+    import sys
+    from websockets.sync.client import connect as sync_connect
+    sp = serve("--app", "apps:ControlApp", "--workers", "2")
+    with sync_connect(sp.url, open_timeout=10) as c:
+        cid = c.recv().split()[1]
+        r = subprocess.run([sys.executable, "-m", "wsup.cli", "send", "--server-log", str(sp.log_path), cid,
+                            '"hello from outside"'], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert c.recv(timeout=5) == "pushed: hello from outside"
+        r = subprocess.run([sys.executable, "-m", "wsup.cli", "send", "--server-log", str(sp.log_path), cid,
+                            "not json"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and "JSON" in r.stderr

@@ -5,8 +5,11 @@ the connection's own process, and calls:
 
 * ``init(conn)`` once the WebSocket is open,
 * ``handle_in(conn, data)`` for every message (``str`` for text, ``bytes`` for binary),
-* ``handle_info(conn, message)`` for every message another actor sends to the
-  connection (its Thespian address is ``conn.address``),
+* ``handle_info(conn, message)`` for every message sent to the connection:
+  by another connection's ``conn.tell(to, message)`` (``to``: a connection id
+  or a :class:`ConnectionAddress`, in any worker), by any actor of the
+  server's process tier (``Deliver`` sent to ``conn.address.worker``), from
+  outside the server (``wsup send``), or by ``conn.send_after``;
 * ``terminate(conn, reason)`` once, when the connection ends
   (reason: ``"normal"``, ``"shutdown"``, ``("remote", code)``, or an error).
 
@@ -23,7 +26,31 @@ the subprotocols the client offered; by default, the server's
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ConnectionAddress:
+    """Where a connection is: its worker's Thespian address and its id.
+    Picklable; valid from any process of the server."""
+    worker: Any
+    connection_id: str
+
+
+@dataclass
+class Deliver:
+    """Send this to ``ConnectionAddress.worker`` (or to any worker: it routes
+    by the id) to have ``message`` given to the connection's handle_info.  A
+    message for a connection that is gone is dropped, as in Erlang."""
+    connection_id: str
+    message: Any
+
+
+def worker_index(connection_id: str) -> int | None:
+    """The worker a connection id belongs to (ids are ``<worker>-<random>``)."""
+    head, sep, _ = connection_id.partition("-")
+    return int(head) if sep and head.isdigit() else None
 
 
 class Conn(Protocol):
@@ -33,9 +60,10 @@ class Conn(Protocol):
     headers: dict[str, str]
     subprotocol: str | None
     peer: tuple[str, int]
-    address: Any
+    address: ConnectionAddress
 
     def send(self, data: str | bytes) -> None: ...
+    def tell(self, to: "str | ConnectionAddress", message: Any) -> None: ...
     def close(self, code: int = 1000, reason: str = "") -> None: ...
     def ping(self, payload: bytes = b"") -> None: ...
 

@@ -36,6 +36,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
+from wsup.control import control
+
 WORKER_KINDS = ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor")
 PROCESS_KINDS = ("ConnectionActor", "CompressionActor")   # --workers 0
 DEFAULT_KINDS = None    # the layout's defaults (Killer.kinds)
@@ -199,25 +201,6 @@ class Killer:
                 if kind in ("workers", "Supervisor"):
                     self._last_big = time.monotonic()
                 return
-
-
-def control(name: str, request: dict, timeout: float = 5.0) -> dict:
-    """One request to a worker's control socket (actors/worker_actor.py); {} if it is gone."""
-    import socket
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect("\0" + name)
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                more = sock.recv(65536)
-                if not more:
-                    return {}
-                buf += more
-        return json.loads(buf)
-    except (OSError, ValueError):
-        return {}
 
 
 def _is_alive(pid: int) -> bool:

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsup", description="A supervised WebSocket server.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
-    for module in ("wsup.logs", "wsup.chaos", "wsup.bench"):
+    for module in ("wsup.logs", "wsup.chaos", "wsup.bench", "wsup.control"):
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).add_parser(sub)
     args = parser.parse_args(argv)

@@ -183,6 +183,11 @@ class WorkerLoop:
         self._timers: list = []           # loop-level timers (before any actor exists): (due, n, fn)
         self._timer_seq = itertools.count()
         self.after_each: Callable[[], None] | None = None   # runs after every batch of events
+        self._names: dict[str, Any] = {}        # register/whereis: name -> in-process address
+        self._names_of: dict[str, set[str]] = {}   # actor id -> its names (dropped when it dies)
+        self.worker_address: Any = None         # the process-tier actor that runs this loop
+        self.worker_index: int | None = None
+        self.route: Callable[[str, Any, Any], None] | None = None   # to other workers (set by it)
 
     # -- set-up (loop thread, or before it runs) --------------------------------
 
@@ -223,6 +228,22 @@ class WorkerLoop:
     def drop_held(self, key: str) -> Any:
         """What is held under ``key`` if nobody claimed it (its actor did not start)."""
         return self._held.pop(key, None)
+
+    def register(self, name: str, address: Any) -> None:
+        """Erlang's register/2 for this worker's in-process actors: ``name``
+        finds ``address`` until it unregisters or dies."""
+        self._names[name] = address
+        self._names_of.setdefault(self.tier.actor_id(address), set()).add(name)
+
+    def unregister(self, name: str) -> None:
+        address = self._names.pop(name, None)
+        if address is not None:
+            names = self._names_of.get(self.tier.actor_id(address))
+            if names is not None:
+                names.discard(name)
+
+    def whereis(self, name: str) -> Any:
+        return self._names.get(name)
 
     def loop_port(self, sock: socket.socket, on_data: Callable[[Port, bytes], None]) -> Port:
         """A port the loop itself owns (e.g. before the handshake, no actor yet)."""
@@ -352,6 +373,8 @@ class WorkerLoop:
                 del self._by_owner[port.owner_id]
 
     def _owner_died(self, actor_id: str, killed: bool) -> None:
+        for name in self._names_of.pop(actor_id, ()):
+            self._names.pop(name, None)
         for port in list(self._by_owner.get(actor_id, ())):
             port.close()
 

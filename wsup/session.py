@@ -87,6 +87,11 @@ class SessionConn:
     def send_after(self, seconds: float, message: Any) -> None:
         self._s.host.call_later(seconds, ("app", message))
 
+    def tell(self, to: Any, message: Any) -> None:
+        """``message`` to another connection's handle_info (an id or a
+        ConnectionAddress; any worker).  Dropped if it is gone."""
+        self._s.host.tell(to, message)
+
 
 class Session:
     def __init__(self, config: ServerConfig, connection_id: str, peer: tuple, app_cls: type,

@@ -22,7 +22,7 @@ from actors.worker.messages import (CompressionLost, CompressionStarted, Deflate
 from supervisors import TRANSIENT, ChildSpec, SupervisedActor, faults
 from supervisors.messages import Reply, StartChild
 from wsup import ioloop
-from wsup.app import load_app
+from wsup.app import ConnectionAddress, load_app, worker_index
 from wsup.config import ServerConfig
 from wsup.ioloop import PortData
 from wsup.session import Session
@@ -34,10 +34,13 @@ class ConnectionActor(SupervisedActor):
     def init(self, config: ServerConfig, connection_id: str, peer: Any) -> None:
         self.config = config
         self.connection_id = connection_id
-        self.port = ioloop.current().claim(connection_id, self.myAddress)
+        self.loop = loop = ioloop.current()
+        self.port = loop.claim(connection_id, self.myAddress)
+        loop.register(connection_id, self.myAddress)     # found by id (Deliver, conn.tell)
         self.compression: Any = None
         self.session = Session(config, connection_id, tuple(peer), load_app(config.app), self,
-                               address=self.myAddress, upgraded=self.port.upgrade)
+                               address=ConnectionAddress(loop.worker_address, connection_id),
+                               upgraded=self.port.upgrade)
         self.port.upgrade = None
 
     # -- the session's host ----------------------------------------------------
@@ -77,6 +80,23 @@ class ConnectionActor(SupervisedActor):
     def release_compression(self, cause: str) -> None:
         if self.compression is not None:
             self.send(self.compression, Release(cause))
+
+    def tell(self, to: Any, message: Any) -> None:
+        """To another connection: in-process if it is in this worker, else
+        through the process tier (the WorkerActor routes it)."""
+        loop = self.loop
+        if isinstance(to, ConnectionAddress):
+            cid, worker = to.connection_id, to.worker
+            local = worker == loop.worker_address
+        else:
+            cid, worker = str(to), None
+            local = worker_index(cid) in (loop.worker_index, None)
+        if local:
+            address = loop.whereis(cid)
+            if address is not None:
+                self.send(address, message)
+        elif loop.route is not None:
+            loop.route(cid, worker, message)
 
     # stop(reason) and log: SupervisedActor's
 

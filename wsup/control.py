@@ -1,0 +1,75 @@
+"""The client side of the workers' control sockets, and ``wsup send``.
+
+Each worker listens on an abstract AF_UNIX socket, same user only, named in
+its ``worker.listening`` log record (actors/worker_actor.py): newline-
+delimited JSON requests ``info``, ``kill`` (what ``wsup chaos`` uses) and
+``send`` (a message for one connection's handle_info, routed by its id to
+the worker that holds it).
+
+    wsup send --server-log wsup.jsonl CONNECTION_ID '{"any": "JSON value"}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+
+
+def control(name: str, request: dict, timeout: float = 5.0) -> dict:
+    """One request to the control socket ``name``; {} if it is gone."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect("\0" + name)
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                more = sock.recv(65536)
+                if not more:
+                    return {}
+                buf += more
+        return json.loads(buf)
+    except (OSError, ValueError):
+        return {}
+
+
+def workers_in_log(path: str) -> dict[str, int]:
+    """{control socket name: worker pid} of every worker the log has seen start."""
+    found: dict[str, int] = {}
+    with open(path, "rb") as f:
+        for line in f:
+            if b'"worker.listening"' not in line:
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if r.get("event") == "worker.listening" and r.get("control"):
+                found[r["control"]] = r["pid"]
+    return found
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("send", help="send a message to one connection's handle_info, from outside the server",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server-log", required=True, help="the server's --log-file (where its workers are named)")
+    p.add_argument("connection_id")
+    p.add_argument("message", help="a JSON value")
+    p.set_defaults(func=run_send)
+
+
+def run_send(args: argparse.Namespace) -> int:
+    try:
+        message = json.loads(args.message)
+    except ValueError:
+        print("wsup send: the message must be a JSON value (quote a string: '\"hi\"')", file=sys.stderr)
+        return 2
+    # the newest worker that answers routes it (each worker forwards by the id)
+    for name in reversed(list(workers_in_log(args.server_log))):
+        got = control(name, {"op": "send", "connection_id": args.connection_id, "message": message})
+        if got.get("ok"):
+            return 0
+    print("wsup send: no worker of that server answers", file=sys.stderr)
+    return 1
