@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import os
 import secrets
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -105,6 +106,16 @@ def listening_socket(config: ServerConfig) -> socket.socket:
     return sock
 
 
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """--certfile/--keyfile: TLS 1.2+, the certificate chain loaded once per worker."""
+    if not config.certfile:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(config.certfile, config.keyfile)
+    return ctx
+
+
 def control_name(config: ServerConfig, index: int) -> str:
     """The abstract AF_UNIX name of worker ``index``'s control socket."""
     return f"{config.handoff_name}-worker-{index}"
@@ -140,6 +151,7 @@ class WorkerActor(SupervisedActor):
         pid = os.getpid()
         self.loop.tier.on_death(lambda actor_id, killed: ledger.owner_died(actor_id, pid))
         self.listen_sock = listening_socket(config)
+        self.tls = tls_context(config)
         self._refs = itertools.count(1)
         self._starts: dict[int, tuple[str, socket.socket]] = {}
         self._stop_ref: int | None = None
@@ -222,7 +234,8 @@ class WorkerActor(SupervisedActor):
             origins=cfg.origins, subprotocols=cfg.subprotocols,
             select_subprotocol=getattr(self._app_cls, "select_subprotocol", None),
             negotiate_extensions=negotiate_extensions if cfg.compression.enabled else None)
-        port = self.loop.loop_port(client, lambda port, data: self._handshake_data(pending, port, data))
+        port = self.loop.loop_port(client, lambda port, data: self._handshake_data(pending, port, data),
+                                   tls=self.tls)
         pending.timer = self.loop.call_later(cfg.handshake_timeout, lambda: self._handshake_timeout(pending, port))
         self._pending[connection_id] = pending
 

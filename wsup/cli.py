@@ -34,7 +34,7 @@ def _seconds_or_off(text: str) -> float | None:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="run the WebSocket server",
-        description="Run the supervised WebSocket server. Prints 'listening on ws://HOST:PORT' when "
+        description="Run the supervised WebSocket server. Prints 'listening on ws://HOST:PORT' (wss:// with --certfile) when "
                     "ready; SIGTERM or SIGINT stops it gracefully (1001 to every client, closing "
                     "handshakes up to --shutdown-timeout) and it exits 0.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -46,6 +46,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.add_argument("--max-connections", type=int, default=1000,
                    help="concurrent connections; more get HTTP 503 (default 1000)")
+    p.add_argument("--certfile", default=None, help="serve wss:// with this certificate chain (PEM)")
+    p.add_argument("--keyfile", default=None, help="the certificate's private key (PEM; default: in --certfile)")
     p.add_argument("--workers", type=int, default=None, metavar="K",
                    help="worker processes, each serving its share of the connections as in-process "
                         "actors (default: one per CPU); 0: the old process-per-actor layout (deprecated)")
@@ -107,6 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, app=args.app, max_connections=args.max_connections,
         connection_supervisors=args.connection_supervisors,
         **({} if args.workers is None else {"workers": args.workers}),
+        certfile=args.certfile, keyfile=args.keyfile,
         max_message_size=args.max_message_size, max_frame_size=args.max_frame_size,
         idle_timeout=args.idle_timeout, ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout or 20.0, close_timeout=args.close_timeout,
@@ -130,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, ImportError, AttributeError) as exc:
         print(f"wsup serve: {exc}", file=sys.stderr)
         return 2
-    return Server(config).serve_forever(on_ready=print_ready)
+    return Server(config).serve_forever(on_ready=lambda address: print_ready(address, bool(config.certfile)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,8 @@ class ServerConfig:
     origins: tuple[str, ...] = ()              # allowed Origin values (empty: any)
     subprotocols: tuple[str, ...] = ()         # subprotocols the server speaks, by preference
     backlog: int = 1024
+    certfile: str | None = None                # TLS (wss://): the certificate chain, PEM
+    keyfile: str | None = None                 # its private key (default: in certfile)
     compression: DeflateSettings = field(default_factory=DeflateSettings)
     log: LogConfig = field(default_factory=LogConfig)
     handoff_name: str = ""                     # abstract AF_UNIX name for socket handoff (set at start)
@@ -53,6 +55,10 @@ class ServerConfig:
             raise ValueError("max_connections must be >= 1")
         if self.connection_supervisors < 1:
             raise ValueError("connection_supervisors must be >= 1")
+        if self.keyfile and not self.certfile:
+            raise ValueError("--keyfile needs --certfile")
+        if self.certfile and not self.workers:
+            raise ValueError("TLS (--certfile) needs the worker layout (--workers >= 1)")
         if self.compression_shutdown_timeout <= 0:
             raise ValueError("compression_shutdown_timeout must be > 0")
         if self.max_message_size < 1:

@@ -27,6 +27,7 @@ import os
 import selectors
 import time
 import socket
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -45,10 +46,18 @@ class PortData:
 
 
 class Port:
-    __slots__ = ("loop", "sock", "fd", "owner", "owner_id", "out", "reading", "closed", "peer_closed",
-                 "_events", "upgrade")
+    """A socket owned by one actor (or by the loop), read by the loop.
 
-    def __init__(self, loop: "WorkerLoop", sock: socket.socket, owner: Any, owner_id: str) -> None:
+    With ``tls`` (an ssl.SSLContext), the port speaks TLS over memory BIOs
+    (sans-I/O: the socket stays a plain non-blocking one, ssl only
+    transforms bytes): the handshake runs as bytes arrive, the owner sees and
+    writes plaintext only."""
+
+    __slots__ = ("loop", "sock", "fd", "owner", "owner_id", "out", "reading", "closed", "peer_closed",
+                 "_events", "upgrade", "tls", "_tls_in", "_tls_out", "_tls_ready")
+
+    def __init__(self, loop: "WorkerLoop", sock: socket.socket, owner: Any, owner_id: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -60,6 +69,11 @@ class Port:
         self.peer_closed = False
         self._events = 0
         self.upgrade: Any = None      # what the loop learnt before handing it over (a handshake)
+        self.tls: ssl.SSLObject | None = None
+        self._tls_ready = False
+        if tls is not None:
+            self._tls_in, self._tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls = tls.wrap_bio(self._tls_in, self._tls_out, server_side=True)
 
     # -- what the owner calls ------------------------------------------------
 
@@ -68,6 +82,18 @@ class Port:
         port is closed or the connection broke."""
         if self.closed:
             return False
+        if self.tls is not None:
+            try:
+                self.tls.write(data)
+            except ssl.SSLError:
+                self.close()
+                return False
+            return self._send_raw(self._tls_out.read())
+        return self._send_raw(data)
+
+    def _send_raw(self, data: bytes) -> bool:
+        if not data:
+            return True
         if not self.out:
             try:
                 n = self.sock.send(data)
@@ -102,6 +128,15 @@ class Port:
             return
         self.closed = True
         self.loop._forget(self)
+        if self.tls is not None and not self.out:
+            try:   # close_notify, if the socket takes it now (never waited for)
+                self.tls.unwrap()
+            except (ssl.SSLError, ValueError):
+                pass
+            try:
+                self.sock.send(self._tls_out.read())
+            except OSError:
+                pass
         try:
             self.sock.close()
         except OSError:
@@ -143,11 +178,49 @@ class Port:
             return None
         except OSError:
             data = b""   # reset by the peer: an end like EOF
+        if self.tls is not None:
+            data = self._tls_received(data)
+            if data is None:
+                return None
         if not data:
             self.peer_closed = True
             self.reading = False
             self._update()
         return data
+
+
+    def _tls_received(self, raw: bytes) -> bytes | None:
+        """Raw bytes in, plaintext out (None: nothing yet; b"": the peer is
+        gone — EOF, close_notify, or a failed handshake)."""
+        tls = self.tls
+        if raw:
+            self._tls_in.write(raw)
+        else:
+            self._tls_in.write_eof()
+        plain = []
+        try:
+            if not self._tls_ready:
+                tls.do_handshake()
+                self._tls_ready = True
+            while True:
+                chunk = tls.read(READ_SIZE)
+                if not chunk:
+                    break
+                plain.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            plain.append(b"")
+            self._send_raw(self._tls_out.read())
+            return b"".join(plain) or b""
+        except ssl.SSLError as exc:
+            self.loop.tls_failures += 1
+            self.loop.last_tls_error = str(exc)
+            return b""
+        self._send_raw(self._tls_out.read())
+        if plain:
+            return b"".join(plain)
+        return b"" if not raw else None
 
 
 _CURRENT: "WorkerLoop | None" = None
@@ -188,6 +261,8 @@ class WorkerLoop:
         self.worker_address: Any = None         # the process-tier actor that runs this loop
         self.worker_index: int | None = None
         self.route: Callable[[str, Any, Any], None] | None = None   # to other workers (set by it)
+        self.tls_failures = 0
+        self.last_tls_error = ""
 
     # -- set-up (loop thread, or before it runs) --------------------------------
 
@@ -245,10 +320,11 @@ class WorkerLoop:
     def whereis(self, name: str) -> Any:
         return self._names.get(name)
 
-    def loop_port(self, sock: socket.socket, on_data: Callable[[Port, bytes], None]) -> Port:
+    def loop_port(self, sock: socket.socket, on_data: Callable[[Port, bytes], None],
+                  tls: ssl.SSLContext | None = None) -> Port:
         """A port the loop itself owns (e.g. before the handshake, no actor yet)."""
         sock.setblocking(False)
-        port = Port(self, sock, on_data, "loop")
+        port = Port(self, sock, on_data, "loop", tls=tls)
         self.ports[port.fd] = port
         self._by_owner.setdefault("loop", set()).add(port)
         port._update()

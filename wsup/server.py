@@ -178,8 +178,8 @@ class Server:
                 signal.signal(s, h)
 
 
-def print_ready(address: tuple[str, int]) -> None:
+def print_ready(address: tuple[str, int], tls: bool = False) -> None:
     host, port = address
     shown = f"[{host}]" if ":" in host else host
-    print(f"listening on ws://{shown}:{port}", flush=True)
+    print(f"listening on {'wss' if tls else 'ws'}://{shown}:{port}", flush=True)
     sys.stdout.flush()
