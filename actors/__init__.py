@@ -1,6 +1,16 @@
 """wsup's actors: thin shells that own resources and pass messages.
 
-* ListenerActor (listener.py): the listening socket, accepting, handing sockets over.
+Process tier (multiprocTCPBase, one process each):
+
+* WorkerActor (worker.py): one worker process — its listening socket, its
+  I/O loop (wsup.ioloop) and, in-process, the subtrees of its connections.
+
+In-process tier (a worker's simpleSystemBase, on its loop):
+
 * ConnectionSupervisor (connection_supervisor.py): one connection's subtree.
-* ConnectionActor (connection.py): one client socket, handshake, frames, the app.
+* ConnectionActor (connection.py): one client socket (a Port), the Session
+  (handshake done, frames, the application).
+* CompressionActor (compression.py): the only holder of that connection's
+  zlib contexts.
+* messages.py: what they tell each other (never pickled).
 """

@@ -1,81 +1,139 @@
-"""ConnectionActor: owns one client socket; a thin shell around its event loop.
+"""ConnectionActor (in-process): owns one client socket, as a port of its worker's loop.
 
-It collects its socket from the listener (SCM_RIGHTS, see wsup.handoff) and
-runs the connection (wsup.connection: handshake, protocol, application) in a
-thread of its own with blocking I/O — Thespian's loop would cost more per
-frame than the rest of an echo.  This, the actor's Thespian thread, keeps the
-lifecycle: it relays the supervisor's shutdown request and other actors'
-messages into the loop, and does for the loop what only it may do: send
-Thespian messages (start the CompressionActor), stop, crash.  It never
-creates actors, so its socket exists in its process only.
+A thin shell: the connection's logic is wsup.session.Session; this actor is
+its host.  Bytes come as PortData from the loop, timers are Thespian
+wakeups, compression goes to the CompressionActor beside it (started by the
+ConnectionSupervisor on our request once permessage-deflate is agreed, and
+restarted by it after a crash or kill: the Session then rebuilds its state)
+as in-process messages, and every end of the connection goes through the
+Session (finish, or final_close from terminate).  Killed in-process (no
+terminate), the loop closes its port through the death hook.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from thespian.actors import WatchMessage
+from thespian.actors import WakeupMessage
 
 from actors.compression import CompressionActor
+from actors.messages import (CompressionLost, CompressionStarted, Deflate, Deflated, Inflate, Inflated,
+                                    InflateFailed, Open, Release)
 from supervisors import TRANSIENT, ChildSpec, SupervisedActor, faults
-from supervisors.mailbox import Mailbox
 from supervisors.messages import Reply, StartChild
-from wsup.app import load_app
+from wsup import ioloop
+from wsup.app import ConnectionAddress, load_app, worker_index
 from wsup.config import ServerConfig
-from wsup.connection import Conn, Connection  # noqa: F401  (Conn: the app's view)
-from wsup.handoff import collect_socket
+from wsup.ioloop import PortData
+from wsup.session import Session
 
-EXIT_JOIN_TIMEOUT = 2.0
+_TIMER = "__session_timer__"
 
 
 class ConnectionActor(SupervisedActor):
     def init(self, config: ServerConfig, connection_id: str, peer: Any) -> None:
         self.config = config
         self.connection_id = connection_id
-        sock = collect_socket(config.handoff_name, connection_id)
-        self.mailbox = Mailbox()   # the connection's loop -> Thespian thread
-        self.connection = Connection(config, connection_id, tuple(peer), sock, load_app(config.app),
-                                     self.log, self.myAddress, self.mailbox)
-        self.thread = threading.Thread(target=self.connection.run, name=f"ws-{connection_id}", daemon=True)
-        self.thread.start()
+        self.loop = loop = ioloop.current()
+        self.port = loop.claim(connection_id, self.myAddress)
+        loop.register(connection_id, self.myAddress)     # found by id (Deliver, conn.tell)
+        self.compression: Any = None
+        self.session = Session(config, connection_id, tuple(peer), load_app(config.app), self,
+                               address=ConnectionAddress(loop.worker_address, connection_id),
+                               upgraded=self.port.upgrade)
+        self.port.upgrade = None
 
-    def watched_fds(self) -> list[int]:
-        return [self.mailbox.fileno()]
+    # -- the session's host ----------------------------------------------------
+
+    def write(self, data: bytes) -> bool:
+        return self.port.write(data)
+
+    def close_transport(self) -> None:
+        self.port.close()
+
+    def call_later(self, delay: float, what: Any) -> None:
+        self.wakeupAfter(delay, payload=(_TIMER, what))
+
+    def start_compression(self, params: Any) -> None:
+        cfg = self.config
+        spec = ChildSpec("compression", (CompressionActor, (self.connection_id, params, cfg.compression,
+                                                            cfg.max_message_size, self.myAddress)),
+                         restart=TRANSIENT, shutdown=int(cfg.compression_shutdown_timeout * 1000),
+                         log_context={"connection_id": self.connection_id})
+        self.send(self.supervisor, StartChild(ref=1, spec_or_args=spec))
+
+    # Between a CompressionActor's death and its successor's start, requests
+    # are dropped: the Session replays what is unanswered (wsup.inflate_history).
+
+    def open_compression(self, zdict: bytes) -> None:
+        if self.compression is not None:
+            self.send(self.compression, Open(zdict))
+
+    def inflate(self, chunk: bytes, final: bool) -> None:
+        if self.compression is not None:
+            self.send(self.compression, Inflate(chunk, final))
+
+    def deflate(self, seq: int, data: bytes) -> None:
+        if self.compression is not None:
+            self.send(self.compression, Deflate(seq, data))
+
+    def release_compression(self, cause: str) -> None:
+        if self.compression is not None:
+            self.send(self.compression, Release(cause))
+
+    def tell(self, to: Any, message: Any) -> None:
+        """To another connection: in-process if it is in this worker, else
+        through the process tier (the WorkerActor routes it)."""
+        loop = self.loop
+        if isinstance(to, ConnectionAddress):
+            cid, worker = to.connection_id, to.worker
+            local = worker == loop.worker_address
+        else:
+            cid, worker = str(to), None
+            local = worker_index(cid) in (loop.worker_index, None)
+        if local:
+            address = loop.whereis(cid)
+            if address is not None:
+                self.send(address, message)
+        elif loop.route is not None:
+            loop.route(cid, worker, message)
+
+    # stop(reason) and log: SupervisedActor's
+
+    # -- messages ----------------------------------------------------------------
 
     def handle_message(self, message: Any, sender: Any) -> None:
-        if isinstance(message, WatchMessage):
-            if self.mailbox.fileno() in message.ready:
-                self._drain()
+        s = self.session
+        if isinstance(message, PortData):
+            s.data_received(message.data)
+        elif isinstance(message, WakeupMessage) and isinstance(message.payload, tuple) \
+                and message.payload[:1] == (_TIMER,):
+            s.timer(message.payload[1])
+        elif isinstance(message, Inflated):
+            s.inflated(message.data)
+        elif isinstance(message, Deflated):
+            s.deflated(message.seq, message.payload)
+        elif isinstance(message, InflateFailed):
+            s.inflate_failed(message.code, message.reason)
+        elif isinstance(message, CompressionStarted):
+            self.compression = sender
+            s.compression_started()
+        elif isinstance(message, CompressionLost) and sender == self.supervisor:
+            self.compression = None
+            s.compression_lost()
         elif isinstance(message, Reply) and sender == self.supervisor:
-            self.connection.post(("compression", message.result))
+            result = message.result   # ok: CompressionStarted came first
+            if not (isinstance(result, tuple) and result[0] == "ok"):
+                s.compression_ready(False, repr(result))
         else:
-            self.connection.post(("info", message))
-
-    def _drain(self) -> None:
-        for item in self.mailbox.drain():   # the loop's crash re-raises here: let it crash
-            kind = item[0]
-            if kind == "stop":
-                self.stop(item[1])
-            elif kind == "start_compression":
-                _, name, params = item
-                cfg = self.config
-                spec = ChildSpec("compression", (CompressionActor, (self.connection_id, name, params,
-                                                                    cfg.compression, cfg.max_message_size)),
-                                 restart=TRANSIENT, shutdown=int(cfg.compression_shutdown_timeout * 1000),
-                                 log_context={"connection_id": self.connection_id})
-                self.send(self.supervisor, StartChild(ref=1, spec_or_args=spec))
-
-    # -- lifecycle -----------------------------------------------------------------
+            s.info(message)
 
     def _on_shutdown_request(self) -> None:
-        self.connection.post(("shutdown",))
+        self.session.shutdown()
 
     def terminate(self, reason: Any) -> None:
-        """The actor ends (normal stop, crash or forced shutdown)."""
         if faults.ACTIVE:
             faults.point("connection.terminate")
-        self.connection.post(("exit",))
-        self.thread.join(timeout=EXIT_JOIN_TIMEOUT)
-        self.connection.final_close(reason)
-        self.mailbox.close()
+        if not self.session.done:
+            self.session.final_close(reason)
+        self.port.close()

@@ -107,6 +107,13 @@ class SupervisedActor(Actor):
         for an actor that shares its process (see supervisors.tiers)."""
         return self._sup_actor_id
 
+    def add_log_context(self, **fields: Any) -> None:
+        """Fields every later record of this actor carries (e.g. the
+        connection it serves, when its start arguments say so)."""
+        self._sup_log_context = {**self._sup_log_context, **fields}
+        if self._sup_log is not None:
+            self._sup_log = self._sup_log.bind(**fields)
+
     @property
     def tier(self) -> Any:
         """The supervision tier this actor runs on (supervisors.tiers)."""

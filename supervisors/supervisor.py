@@ -157,8 +157,8 @@ class Supervisor(SupervisedActor):
         self._token = 0
         self._shutting_down = False
         self._polls: list[float] = []   # due times of the liveness checks we asked Thespian for
-        self._rlog = _log.get_logger(actor=type(self).__name__, supervisor=self.name,
-                                     **self._sup_log_context)
+        self._rlog = _log.get_logger(actor=type(self).__name__, actor_id=self._sup_actor_id,
+                                     supervisor=self.name, **self._sup_log_context)
 
     def _after_init(self) -> None:
         self._enqueue(self._op_start_all)
@@ -383,6 +383,7 @@ class Supervisor(SupervisedActor):
         if child.acked and not child.reported and not child.dead:
             child.state = RUNNING_
             self._rlog.info("supervisor.child.started", child_id=_j(spec.id), child_pid=child.pid,
+                            child_actor_id=child.actor_id,
                             started={**spec.offender(child.pid), "actor": spec.actor_class.__name__},
                             **spec.log_context)
             return ("ok", child.ref())
@@ -487,11 +488,13 @@ class Supervisor(SupervisedActor):
             # Not an error (OTP reports nothing), but the child could not say
             # it ended: record its death so the log accounts for every process.
             self._rlog.info("supervisor.child.killed", child_id=_j(child.spec.id), child_pid=pid,
+                            child_actor_id=child.actor_id,
                             offender=child.spec.offender(pid), **child.spec.log_context)
             return
         if reason == expected or (reason == NORMAL and child.spec.restart != PERMANENT):
             return
         self._rlog.error("supervisor.shutdown_error", child_id=_j(child.spec.id), child_pid=pid,
+                         child_actor_id=child.actor_id,
                          reason=to_json(reason), offender=child.spec.offender(pid),
                          **child.spec.log_context)
 
@@ -557,14 +560,15 @@ class Supervisor(SupervisedActor):
         if child.incarnation != incarnation or not child.alive:
             return  # already handled (e.g. stopped by a sibling's restart)
         yield from ()
-        reason, pid, spec = child.reason, child.pid, child.spec
+        reason, pid, spec, aid = child.reason, child.pid, child.spec, child.actor_id
         self._forget(child)
         restart = spec.restart == PERMANENT or (spec.restart == TRANSIENT and not is_normal(reason))
         if restart or not is_normal(reason):
             self._rlog.error("supervisor.child.terminated", child_id=_j(spec.id), child_pid=pid,
-                             reason=to_json(reason), offender=spec.offender(pid), **spec.log_context)
+                             child_actor_id=aid, reason=to_json(reason), offender=spec.offender(pid),
+                             **spec.log_context)
         if restart:
-            yield from self._restart(child, pid)
+            yield from self._restart(child, pid, aid)
             return
         if spec.restart == TEMPORARY or self.dynamic:
             self._remove(child)
@@ -585,13 +589,13 @@ class Supervisor(SupervisedActor):
         except ValueError:
             pass
 
-    def _restart(self, child: Child, old_pid: int | None):
+    def _restart(self, child: Child, old_pid: int | None, old_aid: str | None = None):
         if faults.ACTIVE:
             faults.point("supervisor.restart", child_id=_j(child.spec.id))
         if not self.intensity.add_restart():
             self._rlog.error("supervisor.shutdown", reason="reached_max_restart_intensity",
                              intensity=self.flags.intensity, period=self.flags.period,
-                             child_id=_j(child.spec.id), child_pid=old_pid)
+                             child_id=_j(child.spec.id), child_pid=old_pid, child_actor_id=old_aid)
             yield from self._shutdown_self(SHUTDOWN)
             return
         strategy = self.flags.strategy
@@ -603,6 +607,8 @@ class Supervisor(SupervisedActor):
             group = [child]
         old_pids = {id(c): c.pid for c in group}
         old_pids[id(child)] = old_pid
+        old_aids = {id(c): c.actor_id for c in group}
+        old_aids[id(child)] = old_aid
         for c in reversed(group):
             if c is not child and c.alive:
                 yield from self._terminate(c)
@@ -617,6 +623,7 @@ class Supervisor(SupervisedActor):
             if result[0] == "ok":
                 self._rlog.info("supervisor.child.restarted", child_id=_j(c.spec.id),
                                 old_pid=old_pids.get(id(c)), child_pid=result[1].pid,
+                                old_actor_id=old_aids.get(id(c)), child_actor_id=result[1].actor_id,
                                 strategy=strategy, **c.spec.log_context)
                 continue
             self._rlog.error("supervisor.start_error", child_id=_j(c.spec.id),
@@ -628,7 +635,7 @@ class Supervisor(SupervisedActor):
             for rest in group[n:]:
                 rest.state = RESTARTING
             # OTP: try again later; every attempt counts towards the intensity.
-            self._enqueue(self._restart, c, old_pids.get(id(c)))
+            self._enqueue(self._restart, c, old_pids.get(id(c)), old_aids.get(id(c)))
             return
 
     # -- requests (OTP's supervisor API) --------------------------------------

@@ -5,18 +5,15 @@ context opened is released exactly once."""
 from __future__ import annotations
 
 import os
-import signal
 import zlib
 
 import pytest
 from logutil import contexts_released_once, wait_until
 from rawws import RawClient, deflate_payload
-from treeutil import children_by_id, connection_subtrees, the_connection_subtree
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
 
-from supervisors import ChildRef
 
 
 def deflate_client(server, path="/", **factory_kw):
@@ -31,18 +28,6 @@ def deflate_client(server, path="/", **factory_kw):
 def text(n, seed=0):
     words = ["alpha", "beta", "gamma", "delta", "epsilon", str(seed)]
     return " ".join(words[(i * 7 + seed) % len(words)] for i in range(n))
-
-
-def compression_pids(server):
-    """pid of every CompressionActor, by connection supervisor."""
-    rt = server.runtime
-    out = []
-    for _, per_conn, _, _ in connection_subtrees(server):
-        if isinstance(per_conn, ChildRef):
-            for cid, ref, _, _ in rt.which_children(per_conn):
-                if cid == "compression" and isinstance(ref, ChildRef):
-                    out.append(ref.pid)
-    return out
 
 
 def echo_then_close(server, n):
@@ -297,40 +282,9 @@ def test_compression_actor_crash_is_invisible_to_the_client(make_server, inject)
     assert not server.log.events("connection.closed", code=1011)
 
 
-@pytest.mark.parametrize("offer", [{}, {"client_no_context_takeover": True}])
-def test_compression_actor_sigkilled_is_invisible_to_the_client(make_server, offer):
-    # --workers 0 (to be removed with it); the worker layout's kill: tests/test_workers.py
-    server = make_server(workers=0)
-    with deflate_client(server, **offer) if offer else deflate_client(server) as c:
-        for i in range(5):
-            c.send(text(300, i))
-            assert c.recv() == text(300, i)
-        [pid] = wait_until(lambda: compression_pids(server))
-        os.kill(pid, signal.SIGKILL)
-        for i in range(5, 15):
-            c.send(text(300, i))   # references the window from before the kill
-            assert c.recv() == text(300, i)
-    wait_closed(server)
-    causes = contexts_released_once(server.log)
-    assert sorted(causes.values()) == ["close", "close", "owner_died", "owner_died"]
-    died = [r for r in server.log.events("compression.context.released") if r["cause"] == "owner_died"]
-    assert all(r["by"] != pid for r in died)   # recorded by the observer, not the dead
-    [term] = server.log.events("supervisor.child.terminated", child_id="compression")
-    assert term["reason"] == "killed"
-
-
-def test_connection_actor_sigkilled(make_server):
-    # --workers 0 (to be removed with it); the worker layout's kill: tests/test_workers.py
-    server = make_server(workers=0)
-    with deflate_client(server) as c:
-        c.send(text(100))
-        c.recv()
-        actor = children_by_id(server.runtime, the_connection_subtree(server))["connection"]
-        os.kill(actor.pid, signal.SIGKILL)
-        with pytest.raises(ConnectionClosed):
-            c.recv(timeout=5)
-    wait_until(lambda: len(server.log.events("actor.stopped", actor="ConnectionSupervisor")) == 1)
-    assert set(contexts_released_once(server.log).values()) == {"shutdown"}
+# A CompressionActor or ConnectionActor killed in-process (no terminate): tests/test_workers.py
+# (test_a_killed_compression_actor_is_invisible_to_the_client, with and without context
+# takeover; test_killing_an_in_process_actor_releases_every_context_once).
 
 
 def test_killed_during_inflate(make_server, inject):

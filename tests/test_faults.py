@@ -16,8 +16,6 @@ import zlib
 import pytest
 from logutil import Log, contexts_released_once, wait_until
 from rawws import RawClient, deflate_payload
-from treeutil import children_by_id, the_connection_subtree
-from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 
@@ -68,42 +66,22 @@ def test_compression_actor_raises_mid_message(make_server, inject):
     assert sorted(causes.values()) == ["close", "close", "error", "error"]
 
 
-def test_connection_actor_killed_while_its_compression_actor_is_busy(make_server, inject):
-    inject("compression.inflate:hang:nth=2")   # the CompressionActor is stuck inside inflate
-    server = make_server(compression_shutdown_timeout=2.0, workers=0)   # --workers 0, to be removed with it
-    with connect(server.url, open_timeout=10) as c:
-        c.send(text(100))
-        assert c.recv() == text(100)
-        c.send(text(100, 1))                     # this inflate hangs
-        server.log.wait_for("fault.injected", point="compression.inflate")
-        actor = children_by_id(server.runtime, the_connection_subtree(server))["connection"]
-        os.kill(actor.pid, signal.SIGKILL)
-        with pytest.raises(ConnectionClosed):
-            c.recv(timeout=10)
-    # the busy CompressionActor ignores its shutdown, is killed after its 2 s,
-    # and its contexts are recorded released once, by the observer
-    server.log.wait_for("actor.stopped", actor="ConnectionSupervisor", timeout=15)
-    causes = contexts_released_once(server.log)
-    assert set(causes.values()) == {"owner_died"}
-    [err] = server.log.events("supervisor.shutdown_error", child_id="compression")
-    assert err["reason"] == "killed" and err["offender"]["shutdown"] == 2000
-
-
 def test_root_intensity_exceeded_exits_nonzero_with_nothing_left(serve):
-    """The listener crashes on every accept: the root supervisor (3 restarts
-    in 5 s) gives up, the server exits 1, and no process is left."""
-    sp = serve("--fault", "listener.accept:raise", "--workers", "0", stderr=None)   # the listener: --workers 0
+    """Every worker crashes on every accept: `workers` (5 restarts in 5 s)
+    gives up, the root restarts it (3 in 5 s) until it gives up too; the
+    server exits 1 and no process is left."""
+    sp = serve("--fault", "worker.accept:raise", stderr=None)
     log, records = sp.log_path, sp.log
-    for i in range(4):   # the 4th crash within 5 s is one too many
-        records.wait_for("server.listening", count=i + 1, timeout=10)
+    deadline = time.monotonic() + 60
+    while sp.proc.poll() is None and time.monotonic() < deadline:
         try:
-            RawClient("127.0.0.1", sp.port, handshake=False, timeout=2).close()
+            RawClient("127.0.0.1", sp.port, handshake=False, timeout=1).close()
         except OSError:
-            pass
-        wait_until(lambda: len(records.events("actor.crashed", actor="ListenerActor")) > i, timeout=10)
+            time.sleep(0.01)
     assert sp.proc.wait(timeout=30) == 1
     assert sp.processes() == []
     records = Log(log)
+    assert records.events("supervisor.shutdown", supervisor="workers")
     [sd] = records.events("supervisor.shutdown", supervisor="wsup")
     assert sd["reason"] == "reached_max_restart_intensity"
     [final] = records.events("runtime.stopped")

@@ -53,3 +53,15 @@ def test_a_log_the_ledger_wrote_passes_the_check():
     ledger.released("z2", "close", 11)
     result = logs.check(records)
     assert result.ok, result
+
+
+def test_a_process_ending_with_open_contexts_releases_each_once():
+    records = []
+    ledger = ContextLedger(lambda event, **kw: records.append((event, kw)))
+    ledger.opened([{"context_id": "a", "direction": "deflate", "window_bits": 12},
+                   {"context_id": "b", "direction": "inflate", "window_bits": 12}], 7, owner="7/x")
+    ledger.released("a", "close", 7)
+    assert ledger.process_ending(7) == ["b"]
+    assert ledger.process_ending(7) == []
+    released = [kw for ev, kw in records if ev == "compression.context.released"]
+    assert [(r["context_id"], r["cause"]) for r in released] == [("a", "close"), ("b", "owner_died")]

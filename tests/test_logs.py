@@ -781,29 +781,18 @@ def test_real_log_violating_invariant_2():
 # -- end to end ---------------------------------------------------------------------------------
 
 
-def compression_pid(server):
-    from treeutil import connection_subtrees
-
-    from supervisors import ChildRef
-    rt = server.runtime
-    for _, per_conn, _, _ in connection_subtrees(server):
-        if isinstance(per_conn, ChildRef):
-            for cid, ref, _, _ in rt.which_children(per_conn):
-                if cid == "compression" and isinstance(ref, ChildRef):
-                    return ref.pid
-    return None
-
-
 def test_real_server_log_checks_out(make_server):
     from websockets.sync.client import connect
 
-    server = make_server(workers=0)   # SIGKILLs an actor's process: --workers 0, to be removed with it
+    from treeutil import kill_in_process
+
+    server = make_server(workers=1)
     with connect(server.url, open_timeout=10) as c:
         for i in range(3):
             c.send(f"message {i} " * 40)
             assert c.recv() == f"message {i} " * 40
-        pid = wait_until(lambda: compression_pid(server))
-        os.kill(pid, signal.SIGKILL)
+        cid = server.log.events("connection.upgraded")[0]["connection_id"]
+        [killed] = kill_in_process(server, "CompressionActor", cid)   # in-process: no terminate
         for i in range(3, 6):
             c.send(f"message {i} " * 40)
             assert c.recv() == f"message {i} " * 40
@@ -823,11 +812,21 @@ def test_real_server_log_checks_out(make_server):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     tree = run.stdout
-    for part in ("Application  application", "Supervisor  wsup", "Supervisor  connections",
-                 f"ConnectionSupervisor  connection  pid {restarted['pid']}  connection_id={conn}",
-                 "ConnectionActor  connection", f"CompressionActor  compression  pid {restarted['child_pid']}  "
-                 f"connection_id={conn}  (restarted, was pid {pid})", "ListenerActor  listener"):
-        assert part in tree, tree
+    pid = restarted["pid"]                    # the worker's: every in-process actor shares it
+    old_id, new_id = (restarted[k].partition("/")[2] for k in ("old_actor_id", "child_actor_id"))
+    assert killed == restarted["old_actor_id"]
+    lines = tree.splitlines()
+    # both tiers, one tree: the worker process, and in it the connection's subtree
+    for depth, part in enumerate(["Application  application  pid", "Supervisor  wsup", "Supervisor  workers",
+                                  f"WorkerActor  worker-1  pid {pid}", f"Application  application  pid {pid} id ",
+                                  f"Supervisor  connections  pid {pid} id ",
+                                  f"ConnectionSupervisor  connection  pid {pid} id "]):
+        line = next(ln for ln in lines if part in ln)
+        assert line.index(part) == 4 * depth, tree
+    assert f"connection_id={conn}" in next(ln for ln in lines if "ConnectionSupervisor" in ln)
+    assert f"CompressionActor  compression  pid {pid} id {new_id}  connection_id={conn}  " \
+           f"(restarted, was id {old_id})" in tree, tree
+    assert "ConnectionActor  connection" in tree
     run = subprocess.run(WSUP + ["logs", path, "--tree"], capture_output=True, text=True, timeout=60)
     assert "no process alive; the server had stopped" in run.stdout
 
@@ -836,11 +835,11 @@ def test_real_server_log_checks_out(make_server):
     body = run.stdout
     in_order = ["accepted from 127.0.0.1:", "compression negotiated: permessage-deflate", "upgraded: path /",
                 "opened: deflate", "released: cause owner_died",
-                f"child compression pid {pid} (transient) terminated: killed", "closed: code 1000",
+                f"child compression pid {pid} id {old_id} (transient) terminated: killed", "closed: code 1000",
                 "ConnectionSupervisor stopped: shutdown"]
     positions = [body.find(s) for s in in_order]
     assert -1 not in positions and positions == sorted(positions), (in_order, body)
-    restart = body.find(f"RESTARTED child compression: pid {pid} -> {restarted['child_pid']}")
+    restart = body.find(f"RESTARTED child compression: pid {pid} id {old_id} -> {pid} id {new_id}")
     assert restart > positions[5]
     assert "compression recovered" in body and "released: cause close" in body
 

@@ -84,5 +84,5 @@ def test_tls_options_are_checked(pki):
     from wsup.config import ServerConfig
     with pytest.raises(ValueError, match="needs --certfile"):
         ServerConfig(keyfile=str(pki / "server.key")).check()
-    with pytest.raises(ValueError, match="worker layout"):
+    with pytest.raises(ValueError, match="workers must be >= 1"):
         ServerConfig(certfile=str(pki / "server.pem"), workers=0).check()

@@ -11,7 +11,7 @@ import time
 import pytest
 from websockets.asyncio.client import connect
 
-from actors.worker_actor import KillInProcess, WorkerInfo
+from actors.worker import KillInProcess, WorkerInfo
 from logutil import wait_until
 from supervisors import ChildRef
 from wsup import logs
@@ -372,3 +372,34 @@ def test_wsup_send_from_outside_the_server(serve):
         r = subprocess.run([sys.executable, "-m", "wsup.cli", "send", "--server-log", str(sp.log_path), cid,
                             "not json"], capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and "JSON" in r.stderr
+
+
+def test_a_crashed_worker_records_the_contexts_it_held_and_is_restarted(make_server, inject):
+    """The worker's loop crashes (fault on its 2nd accept) with a compressed
+    connection open: the worker is restarted, and the contexts it held are
+    recorded released once (owner_died) as it ends."""
+    inject("worker.accept:raise:nth=2,once")
+    server = make_server(workers=1)
+
+    async def run():
+        ws = await connect(server.url)
+        await ws.send("x" * 500)
+        await ws.recv()
+        victim = workers(server)["worker-1"]
+        try:
+            async with connect(server.url, open_timeout=3):
+                pass
+        except Exception:
+            pass                                   # the accept that crashes the worker
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        def restarted():
+            ref = workers(server).get("worker-1")
+            return ref is not None and ref.pid != victim.pid
+        wait_until(restarted, timeout=5, message="worker-1 restarted")
+    asyncio.run(run())
+    echo_many(server.url, 2)
+    server.stop()
+    causes = contexts_by_cause(server)
+    assert sorted(causes.values()).count("owner_died") == 2
+    [crash] = server.log.events("actor.crashed", actor="WorkerActor")
+    assert crash["error_type"] == "supervisors.faults.FaultInjected"

@@ -6,8 +6,8 @@
     python bench/run.py ...          # the same, from a source checkout
 
 Starts every server itself on loopback — ``wsup serve --port 0 --log-file <tmp>
---ping-interval off --max-connections 100000`` (twice: on both cores, and
-restricted to core 0 like the peers) and ``bench/peers.py websockets|aiohttp``
+--ping-interval off --max-connections 100000`` (twice: ``wsup``, 2 workers on
+both cores, and ``wsup-core0``, 1 worker restricted to core 0 like the peers) and ``bench/peers.py websockets|aiohttp``
 (pinned to core 0) — and drives each with the same load generator
 (``bench/loadgen.py``, pinned to core 1, at nice -10), measurement by measurement, the
 servers taking turns (order rotated every round) so that the machine's noise
@@ -47,13 +47,12 @@ BENCH_DIR = os.path.join(ROOT, "bench")
 LOADGEN = os.path.join(BENCH_DIR, "loadgen.py")
 PEERS_PY = os.path.join(BENCH_DIR, "peers.py")
 
-SERVERS = ("wsup", "wsup-core0", "wsup-w2", "wsup-w1-core0", "websockets", "aiohttp")
+SERVERS = ("wsup", "wsup-core0", "websockets", "aiohttp")
 PEERS = ("websockets", "aiohttp")
 PARTS = ("echo", "setup", "memory", "hold")
-LABEL = {"wsup": "wsup (2 cores)", "wsup-core0": "wsup (core 0)", "wsup-w2": "wsup (2 workers)",
-         "wsup-w1-core0": "wsup (1 worker, core 0)", "websockets": "websockets", "aiohttp": "aiohttp"}
-# the worker layout (--workers K): in-process connection actors
-WORKERS = {"wsup-w2": 2, "wsup-w1-core0": 1}
+LABEL = {"wsup": "wsup (2 workers)", "wsup-core0": "wsup (1 worker, core 0)", "websockets": "websockets",
+         "aiohttp": "aiohttp"}
+WORKERS = {"wsup": 2, "wsup-core0": 1}      # --workers: wsup on both cores, and pinned to core 0
 SERVER_CPU, GEN_CPU = 0, 1
 
 PROBLEMS: list[str] = []
@@ -413,7 +412,7 @@ class Bench:
         self.plan = self.measures()
 
     def cpus_for(self, name: str) -> set[int] | None:
-        return self.both if name in ("wsup", "wsup-w2") else self.server_cpus
+        return self.both if name == "wsup" else self.server_cpus
 
     def time_left(self) -> float:
         return self.args.max_time - (time.monotonic() - self.t0)

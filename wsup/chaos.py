@@ -2,21 +2,18 @@
 
 N clients echo compressible messages (each checked byte for byte) against a
 server this command starts (or one already running, ``--url`` with
-``--server-log``), while actor processes are SIGKILLed at an interval and/or
+``--server-log``), while actors are killed at an interval and/or
 faults are injected (``--fault``, for a server it starts).  At the end it
 prints a summary and runs the log check (``wsup logs --check``).  Exit 1 on a
 corrupted echo, a server that stopped serving, or a failed check.  Bounded in
 time (``--duration``) and count (``--max-messages``); loopback only.
 
-Kills start once every client has connected.  With the worker layout (the
-default) every in-process kind is killed by default — ConnectionActor,
-CompressionActor, ConnectionSupervisor and a worker's ``connections``
-Supervisor — through the workers' control sockets; ``--kill workers`` adds
-SIGKILLs of worker processes (rate-limited with the Supervisor kills, which
-take their worker down: see Killer).  With ``--workers 0`` (the deprecated
-process layout; ``--server-arg=--workers=0``) actor processes are SIGKILLed,
-by default ConnectionActor and CompressionActor (a SIGKILLed
-ConnectionSupervisor takes its records with it there: docs/faults.md).
+Kills start once every client has connected.  By default every in-process
+kind is killed — ConnectionActor, CompressionActor, ConnectionSupervisor and
+a worker's ``connections`` Supervisor — through the workers' control
+sockets; ``--kill workers`` adds SIGKILLs of worker processes
+(rate-limited with the Supervisor kills, which take their worker down: see
+Killer).
 """
 
 from __future__ import annotations
@@ -38,9 +35,8 @@ from urllib.parse import urlsplit
 
 from wsup.control import control
 
-WORKER_KINDS = ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor")
-PROCESS_KINDS = ("ConnectionActor", "CompressionActor")   # --workers 0
-DEFAULT_KINDS = None    # the layout's defaults (Killer.kinds)
+DEFAULT_KINDS = ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor")
+KINDS = DEFAULT_KINDS + ("workers",)
 WORDS = ("actor", "supervisor", "deflate", "inflate", "window", "context", "release", "restart",
          "intensity", "frame", "socket", "echo", "chaos", "owner", "exactly", "once")
 
@@ -52,10 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
     p.add_argument("--kill-interval", default="100ms",
                    help="SIGKILL one actor this often: 100ms, 1s, off (default 100ms)")
-    p.add_argument("--kill", action="append", default=None, metavar="KIND",
-                   help=f"what to kill (repeatable; default {', '.join(WORKER_KINDS)}, in-process; "
-                        "'workers' SIGKILLs worker processes; with --workers 0: actor processes, "
-                        f"default {', '.join(PROCESS_KINDS)}, also ListenerActor, ConnectionSupervisor)")
+    p.add_argument("--kill", action="append", default=None, metavar="KIND", choices=KINDS,
+                   help=f"what to kill (repeatable; default {', '.join(DEFAULT_KINDS)}, in-process; "
+                        "'workers' SIGKILLs worker processes)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault in the server it starts (see wsup serve --fault)")
     p.add_argument("--message-size", type=int, default=2000, help="bytes per message (default 2000)")
@@ -109,32 +104,24 @@ class ServerProcess:
 class Killer:
     """Kills the server's actors, found in its log.
 
-    The worker layout (the default): in-process actors of the kinds asked
-    (all four by default, supervisors included) are killed through a worker's
-    control socket (an untrappable in-process kill: no terminate), and with
-    kind ``workers`` worker processes are SIGKILLed, at most one every
-    WORKER_KILL_EVERY seconds — as are kills of a worker's ``connections``
-    supervisor (kind ``Supervisor``), which takes its worker down with it —
-    so that the `workers` supervisor's restart intensity (5 in 5 s) holds.
-    The old process layout (``--workers 0``): actor processes are SIGKILLed."""
+    In-process actors of the kinds asked (all four by default, supervisors
+    included) are killed through a worker's control socket (an untrappable
+    in-process kill: no terminate), and with kind ``workers`` worker processes
+    are SIGKILLed, at most one every WORKER_KILL_EVERY seconds — as are kills
+    of a worker's ``connections`` supervisor (kind ``Supervisor``), which
+    takes its worker down with it — so that the `workers` supervisor's
+    restart intensity (5 in 5 s) holds."""
 
     WORKER_KILL_EVERY = 2.0
 
     def __init__(self, log_path: str, kinds: tuple[str, ...] | None, rng: random.Random) -> None:
         self.log_path = log_path
-        self.asked = set(kinds) if kinds else None
+        self.kinds = set(kinds) if kinds else set(DEFAULT_KINDS)
         self.rng = rng
         self.pos = 0
-        self.alive: dict[int, str] = {}          # process layout: pid -> kind
-        self.workers: dict[str, int] = {}        # worker layout: control name -> pid
+        self.workers: dict[str, int] = {}        # control socket name -> worker pid
         self.kills: Counter = Counter()
         self._last_big = 0.0
-
-    @property
-    def kinds(self) -> set[str]:
-        if self.asked is not None:
-            return self.asked
-        return set(WORKER_KINDS if self.workers else PROCESS_KINDS)
 
     def _scan(self) -> None:
         try:
@@ -146,37 +133,17 @@ class Killer:
         end = data.rfind(b"\n") + 1
         self.pos += end
         for line in data[:end].splitlines():
+            if b'"worker.listening"' not in line:
+                continue
             try:
                 r = json.loads(line)
             except ValueError:
                 continue
-            ev = r.get("event")
-            if ev == "worker.listening" and r.get("control"):
+            if r.get("event") == "worker.listening" and r.get("control"):
                 self.workers[r["control"]] = r["pid"]
-            elif ev == "actor.started" and r.get("actor") in PROCESS_KINDS + ("ListenerActor", "Supervisor"):
-                self.alive[r["pid"]] = r["actor"]
-            elif ev in ("actor.stopped", "actor.crashed"):
-                self.alive.pop(r.get("pid"), None)
-            elif ev in ("supervisor.child.terminated", "supervisor.shutdown_error"):
-                self.alive.pop(r.get("child_pid"), None)
 
     def kill_one(self) -> None:
         self._scan()
-        if self.workers:
-            self._kill_in_workers()
-            return
-        kinds = self.kinds
-        candidates = [pid for pid, kind in self.alive.items() if kind in kinds and _is_alive(pid)]
-        if not candidates:
-            return
-        pid = self.rng.choice(candidates)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        self.kills[self.alive.pop(pid)] += 1
-
-    def _kill_in_workers(self) -> None:
         live = [(name, pid) for name, pid in self.workers.items() if _is_alive(pid)]
         if not live:
             return

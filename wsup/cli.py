@@ -50,9 +50,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keyfile", default=None, help="the certificate's private key (PEM; default: in --certfile)")
     p.add_argument("--workers", type=int, default=None, metavar="K",
                    help="worker processes, each serving its share of the connections as in-process "
-                        "actors (default: one per CPU); 0: the old process-per-actor layout (deprecated)")
-    p.add_argument("--connection-supervisors", type=int, default=8, metavar="K",
-                   help="--workers 0 only: partitions of the connections supervisor (default 8)")
+                        "actors (default: one per CPU)")
     p.add_argument("--max-message-size", type=_size, default=1 << 20,
                    help="largest message accepted, after reassembly; larger -> close 1009 (default 1MiB)")
     p.add_argument("--max-frame-size", type=_size, default=None,
@@ -107,7 +105,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = ServerConfig(
         host=args.host, port=args.port, app=args.app, max_connections=args.max_connections,
-        connection_supervisors=args.connection_supervisors,
         **({} if args.workers is None else {"workers": args.workers}),
         certfile=args.certfile, keyfile=args.keyfile,
         max_message_size=args.max_message_size, max_frame_size=args.max_frame_size,

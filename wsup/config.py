@@ -22,9 +22,7 @@ class ServerConfig:
     port: int = 8765
     app: str = "wsup.app:EchoApp"
     max_connections: int = 1000
-    connection_supervisors: int = 8            # partitions of the connections supervisor
-    # worker processes, each with thousands of in-process connection subtrees;
-    # 0: the old layout, a process per actor (to be removed)
+    # worker processes, each hosting its share of the connections as in-process actors
     workers: int = field(default_factory=default_workers)
     max_message_size: int = MiB
     max_frame_size: int | None = None          # None: bounded by max_message_size
@@ -46,19 +44,17 @@ class ServerConfig:
     keyfile: str | None = None                 # its private key (default: in certfile)
     compression: DeflateSettings = field(default_factory=DeflateSettings)
     log: LogConfig = field(default_factory=LogConfig)
-    handoff_name: str = ""                     # abstract AF_UNIX name for socket handoff (set at start)
+    name: str = ""                             # this server instance's name (set at start; control sockets)
 
     def check(self) -> None:
         if not (0 <= self.port <= 65535):
             raise ValueError("port must be 0..65535")
         if self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
-        if self.connection_supervisors < 1:
-            raise ValueError("connection_supervisors must be >= 1")
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
         if self.keyfile and not self.certfile:
             raise ValueError("--keyfile needs --certfile")
-        if self.certfile and not self.workers:
-            raise ValueError("TLS (--certfile) needs the worker layout (--workers >= 1)")
         if self.compression_shutdown_timeout <= 0:
             raise ValueError("compression_shutdown_timeout must be > 0")
         if self.max_message_size < 1:

@@ -251,6 +251,7 @@ class WorkerLoop:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
+        self._closed = False
         self.thread: threading.Thread | None = None
         self._held: dict[str, Any] = {}   # sockets or loop-owned ports, not yet claimed by an actor
         self._timers: list = []           # loop-level timers (before any actor exists): (due, n, fn)
@@ -362,12 +363,16 @@ class WorkerLoop:
     # -- any thread -------------------------------------------------------------
 
     def post(self, fn: Callable[[], None]) -> None:
-        """Run ``fn()`` in the loop thread, soon."""
+        """Run ``fn()`` in the loop thread, soon (dropped once the loop has ended)."""
+        if self._closed:
+            return
         self._posted.append(fn)
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
             pass   # already awake
+        except OSError:
+            pass   # the loop ended meanwhile and closed its pipe
 
     def stop(self) -> None:
         self.post(self._stop)
@@ -455,6 +460,7 @@ class WorkerLoop:
             port.close()
 
     def _close_all(self) -> None:
+        self._closed = True
         for port in list(self.ports.values()):
             port.close()
         for held in self._held.values():

@@ -2,11 +2,11 @@
 
 ``compression.context.opened`` and ``compression.context.released`` come
 from here and nowhere else, so the log proves each context was released
-exactly once.  A ledger outlives what it records: today one per
-ConnectionSupervisor (it outlives the CompressionActor), in the worker layout
-one per worker process (it outlives every actor of the worker, and a kill of
-any of them — a CompressionActor, its ConnectionSupervisor, the whole
-connections tree — ends in :meth:`owner_died`).
+exactly once.  A ledger outlives what it records: one per worker process
+(it outlives every actor of the worker, and a kill of any of them — a
+CompressionActor, its ConnectionSupervisor, the whole connections tree —
+ends in :meth:`owner_died`; a worker ending with contexts still open, after
+a crash of its loop, ends in :meth:`process_ending`).
 
 Opening is write-ahead: :meth:`opened` is called (and answered) before the
 zlib objects exist, so a context its owner dies holding is always on record.
@@ -64,6 +64,14 @@ class ContextLedger:
     def owner_died(self, owner: Any, by: Any) -> list[str]:
         """The owner is gone without releasing (killed): its contexts went with it."""
         gone = [cid for cid, o in self._open.items() if o == owner]
+        for cid in gone:
+            self.released(cid, "owner_died", by)
+        return gone
+
+    def process_ending(self, by: Any) -> list[str]:
+        """The process is ending with contexts still open (its actors were not
+        stopped: a crash): every one goes with it, recorded as owner_died."""
+        gone = list(self._open)
         for cid in gone:
             self.released(cid, "owner_died", by)
         return gone

@@ -102,12 +102,14 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "server.stopping": {},
     "server.stopped": {"status": INT},
     "server.signal": {"signal": STR},
-    # actors/listener.py
+    # the process layout's listener (before 2026-12: logs of that time still check)
     "server.listening": {"host": STR, "port": INT},
     "server.accept_failed": {"error": STR},
     "server.handoff_failed": {"error": STR},
+    # actors/worker.py
+    "worker.listening": {"host": STR, "port": INT, "max_connections": INT},
     "connection.accepted": {**_CONN, "peer": STR},
-    # status None: an accepted socket no connection actor collected (listener's sweep)
+    # status None: refused before any parsing (too many pending handshakes)
     "connection.rejected": {**_CONN, "status": frozenset({400, 403, 408, 426, 431, 500, 503, None}),
                             "reason": STR},
     # actors/connection.py
@@ -118,7 +120,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
                                "inflate_window_bits": INT},
     "compression.start_failed": {**_CONN, "result": ANY},
     "compression.recovered": {**_CONN, "replayed_chunks": INT, "window_bytes": INT},
-    # actors/connection_supervisor.py, actors/compression.py
+    # wsup/ledger.py (a worker's ContextLedger; the ConnectionSupervisor in the process layout)
     "compression.context.opened": {**_CONN, "context_id": STR,
                                    "direction": frozenset({"deflate", "inflate"}),
                                    "window_bits": INT, "owner_pid": INT, "primed_bytes": INT},
@@ -395,22 +397,23 @@ def describe(r: dict) -> str:
         return f"{g('actor')} CRASHED: {g('error_type')}: {g('message')} (handling {g('message_type')})"
     if ev == "supervisor.child.started":
         started = g("started") if isinstance(g("started"), dict) else {}
-        return (f"{g('supervisor')} started child {g('child_id')}: {started.get('actor')} pid "
-                f"{g('child_pid')} ({started.get('restart_type')})")
+        return (f"{g('supervisor')} started child {g('child_id')}: {started.get('actor')} "
+                f"{_who(r, 'child_')} ({started.get('restart_type')})")
     if ev == "supervisor.child.terminated":
         off = g("offender") if isinstance(g("offender"), dict) else {}
-        return (f"{g('supervisor')}: child {g('child_id')} pid {g('child_pid')} "
+        return (f"{g('supervisor')}: child {g('child_id')} {_who(r, 'child_')} "
                 f"({off.get('restart_type')}) terminated: {_reason(g('reason'))}")
     if ev == "supervisor.child.restarted":
-        return f"{g('supervisor')} RESTARTED child {g('child_id')}: pid {g('old_pid')} -> {g('child_pid')}"
+        return (f"{g('supervisor')} RESTARTED child {g('child_id')}: {_who(r, 'old_')} -> "
+                f"{_who(r, 'child_').removeprefix('pid ')}")
     if ev == "supervisor.start_error":
         return f"{g('supervisor')}: child {g('child_id')} failed to start: {_reason(g('reason'))}"
     if ev == "supervisor.shutdown_error":
-        return (f"{g('supervisor')}: child {g('child_id')} pid {g('child_pid')} did not shut down "
+        return (f"{g('supervisor')}: child {g('child_id')} {_who(r, 'child_')} did not shut down "
                 f"cleanly: {_reason(g('reason'))}")
     if ev == "supervisor.shutdown":
         return (f"{g('supervisor')} GAVE UP ({g('reason')}: more than {g('intensity')} restarts in "
-                f"{g('period')} s; last exit: {g('child_id')} pid {g('child_pid')})")
+                f"{g('period')} s; last exit: {g('child_id')} {_who(r, 'child_')})")
     if ev == "fault.injected":
         return f"fault injected: {g('point')} {g('action')} ({g('spec')})"
     rest = " ".join(f"{k}={_val(v)}" for k, v in r.items()
@@ -443,12 +446,35 @@ def timeline(records: Sequence[dict], connection_id: str, flt: Filter | None = N
 # -- processes and the tree ---------------------------------------------------------------------
 
 
+def _who(r: dict, prefix: str) -> str:
+    """``pid N`` (and ``id A~..`` for an in-process actor) of the child/old actor a record names."""
+    key, pid = _ident(r, prefix + "actor_id", prefix + "pid")
+    text = f"pid {r.get(prefix + 'pid')}"
+    if key is not None and key != str(pid):
+        text += f" id {key.partition('/')[2]}"
+    return text
+
+
+def _ident(r: dict, aid_field: str = "actor_id", pid_field: str = "pid") -> tuple[str | None, int | None]:
+    """(key, pid) of the actor a record names: its actor_id (unique in the
+    server: the pid on the process tier, pid/address in-process), else its pid."""
+    pid = r.get(pid_field)
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        pid = None
+    aid = r.get(aid_field)
+    if isinstance(aid, str) and aid:
+        return aid, pid
+    return (str(pid) if pid is not None else None), pid
+
+
 @dataclass(eq=False)
 class Proc:
-    """One process's life (one incarnation of a pid) as the log tells it."""
+    """One actor's life as the log tells it: a process-tier actor (one
+    incarnation of a pid) or an in-process one (an actor_id inside a worker)."""
 
-    pid: int
+    pid: int | None
     first: int                       # index of the first record about it
+    key: str = ""                    # its actor_id (or str(pid) in logs before actor ids)
     actor: str | None = None
     child_id: Any = None
     supervisor: str | None = None    # the name of the supervisor in charge of it
@@ -459,20 +485,25 @@ class Proc:
     start_time: datetime | None = None
     parent: "Proc | None" = None
     children: list = field(default_factory=list)
-    restarted_from: int | None = None
+    restarted_from: str | None = None   # the key of the incarnation it replaced
     end: int | None = None           # index of the first record of its end
     end_time: datetime | None = None
     end_how: str | None = None       # stopped | crashed | terminated: REASON | leftover_killed
     killed: bool = False             # its death was recorded as "killed"
     sup_records: bool = False        # wrote supervisor.* reports
 
+    @property
+    def in_process(self) -> bool:
+        return self.key != str(self.pid)
+
     def label(self) -> str:
         parts = [self.actor or "?", str(self.child_id) if self.child_id is not None else "-",
-                 f"pid {self.pid}"]
+                 f"pid {self.pid}" + (f" id {self.key.partition('/')[2]}" if self.in_process else "")]
         if self.connection_id:
             parts.append(f"connection_id={self.connection_id}")
         if self.restarted_from is not None:
-            parts.append(f"(restarted, was pid {self.restarted_from})")
+            was = self.restarted_from
+            parts.append(f"(restarted, was {'pid ' + was if was.isdigit() else 'id ' + was.partition('/')[2]})")
         return "  ".join(parts)
 
     def ended_by(self, index: int) -> bool:
@@ -488,21 +519,24 @@ class Processes:
     def __init__(self, records: Sequence[dict]) -> None:
         self.records = records
         self.procs: list[Proc] = []
-        self.current: dict[int, Proc] = {}
+        self.current: dict[str, Proc] = {}
         self.by_name: dict[str, list[Proc]] = {}
         self._start_index: dict[int, int] = {}
         self._build()
 
     # -- building
 
-    def _get(self, pid: Any, index: int, new_life: bool) -> Proc | None:
-        if not isinstance(pid, int) or isinstance(pid, bool):
+    def _get(self, ident: tuple[str | None, int | None], index: int, new_life: bool) -> Proc | None:
+        key, pid = ident
+        if key is None:
             return None
-        p = self.current.get(pid)
+        p = self.current.get(key)
         if p is None or (new_life and p.end is not None):
-            p = Proc(pid=pid, first=index)
+            if pid is None and key.partition("/")[0].isdigit():
+                pid = int(key.partition("/")[0])
+            p = Proc(pid=pid, first=index, key=key)
             self.procs.append(p)
-            self.current[pid] = p
+            self.current[key] = p
         return p
 
     def _end(self, p: Proc | None, index: int, how: str, killed: bool = False) -> None:
@@ -518,17 +552,17 @@ class Processes:
         pending_parent: list[tuple[Proc, Proc]] = []
         for i, r in enumerate(self.records):
             ev = r.get("event")
-            pid = r.get("pid")
+            me = _ident(r)
             if ev == "actor.started":
-                p = self._get(pid, i, new_life=True)
+                p = self._get(me, i, new_life=True)
                 if p is not None:
                     p.started_at = i
                     p.acked = True
                     p.start_time = p.start_time or record_time(r)
                     self._identify(p, r)
             elif ev == "supervisor.child.started":
-                sup = self._get(pid, i, new_life=True)
-                child = self._get(r.get("child_pid"), i, new_life=True)
+                sup = self._get(me, i, new_life=True)
+                child = self._get(_ident(r, "child_actor_id", "child_pid"), i, new_life=True)
                 if sup is not None:
                     self._name(sup, r)
                 if child is not None:
@@ -544,37 +578,40 @@ class Processes:
                     if sup is not None and child.parent is None and sup is not child:
                         pending_parent.append((child, sup))
             elif ev in ("actor.stopped", "actor.crashed"):
-                p = self._get(pid, i, new_life=False)
+                p = self._get(me, i, new_life=False)
                 if p is not None:
                     self._identify(p, r)
                 self._end(p, i, "stopped" if ev == "actor.stopped" else "crashed")
             elif ev in ("supervisor.child.terminated", "supervisor.shutdown_error", "supervisor.child.killed"):
-                sup = self._get(pid, i, new_life=True)
+                sup = self._get(me, i, new_life=True)
                 if sup is not None:
                     self._name(sup, r)
                 reason = r.get("reason")
-                child = self._get(r.get("child_pid"), i, new_life=False)
+                child = self._get(_ident(r, "child_actor_id", "child_pid"), i, new_life=False)
                 self._end(child, i, f"{ev.split('.')[-1]}: {_reason(reason)}", killed=reason == "killed")
             elif ev == "supervisor.child.restarted":
-                sup = self._get(pid, i, new_life=True)
+                sup = self._get(me, i, new_life=True)
                 if sup is not None:
                     self._name(sup, r)
-                child = self.current.get(r.get("child_pid"))  # type: ignore[arg-type]
-                if child is not None and isinstance(r.get("old_pid"), int):
-                    child.restarted_from = r["old_pid"]
+                child_key = _ident(r, "child_actor_id", "child_pid")[0]
+                child = self.current.get(child_key) if child_key else None
+                old_key = _ident(r, "old_actor_id", "old_pid")[0]
+                if child is not None and old_key is not None:
+                    child.restarted_from = old_key
             elif isinstance(ev, str) and ev.startswith("supervisor."):
-                sup = self._get(pid, i, new_life=True)
+                sup = self._get(me, i, new_life=True)
                 if sup is not None:
                     self._name(sup, r)
             elif ev == "runtime.leftover_killed":
-                for left in r.get("pids") or ():
-                    if isinstance(left, int):
-                        self._end(self.current.get(left), i, "leftover_killed", killed=True)
+                left = {p for p in r.get("pids") or () if isinstance(p, int)}
+                for p in list(self.current.values()):
+                    if p.pid in left:
+                        self._end(p, i, "leftover_killed", killed=True)
         for child, sup in pending_parent:
             child.parent = sup
         for p in self.procs:
             if p.parent is None and p.supervisor is not None:
-                p.parent = self._resolve(p.supervisor, p.first, exclude=p)
+                p.parent = self._resolve(p.supervisor, p.first, exclude=p) or self._host(p)
             if p.parent is not None:
                 p.parent.children.append(p)
         for p in self.procs:
@@ -596,6 +633,15 @@ class Processes:
         if isinstance(name, str) and sup.name is None:
             sup.name = name
             self.by_name.setdefault(name, []).append(sup)
+
+    def _host(self, p: Proc) -> Proc | None:
+        """The process-tier actor an in-process root runs in: its supervisor
+        name is that actor's child id (a worker's in-process Application
+        answers to worker-K), in the same process."""
+        if not p.in_process:
+            return None
+        return next((q for q in self.procs if q is not p and not q.in_process and q.pid == p.pid
+                     and q.child_id == p.supervisor), None)
 
     def _resolve(self, name: str, index: int, exclude: Proc) -> Proc | None:
         """The supervisor process called ``name`` that was alive at record ``index``."""
@@ -776,7 +822,9 @@ def check(records: Sequence[dict], lines: Sequence[int] | None = None,
     def accounted(p: Proc) -> bool:
         if p.end is not None and p.end_how != "leftover_killed":
             return True
-        return any(a.killed for a in procs.ancestors(p))
+        # An in-process actor ends with the process that hosts it, however that ended.
+        return any(a.killed or (p.in_process and not a.in_process and a.pid == p.pid and a.end is not None)
+                   for a in procs.ancestors(p))
 
     # 2. every started actor ended, once the server has stopped
     if last_stop is not None:
@@ -798,22 +846,23 @@ def check(records: Sequence[dict], lines: Sequence[int] | None = None,
         if not isinstance(off, dict) or off.get("restart_type") not in ("permanent", "transient"):
             continue
         sup_pid, child_pid, child_id = r.get("pid"), r.get("child_pid"), r.get("child_id")
+        sup_key, child_key = _ident(r)[0], _ident(r, "child_actor_id", "child_pid")[0]
         followed = retried = False
         for j in range(i + 1, len(records)):
             s = records[j]
-            if s.get("pid") != sup_pid:
+            if _ident(s)[0] != sup_key:
                 continue
             ev = s.get("event")
             if ev == "supervisor.start_error" and s.get("child_id") == child_id:
                 retried = True   # the restart failed; the supervisor tries again (old_pid null)
             elif (ev == "supervisor.child.restarted"
-                  and (s.get("old_pid") == child_pid
+                  and (_ident(s, "old_actor_id", "old_pid")[0] == child_key
                        or (retried and s.get("old_pid") is None and s.get("child_id") == child_id))) \
                     or ev == "supervisor.shutdown" or ev in ("actor.stopped", "actor.crashed"):
                 followed = True
                 break
         if not followed:
-            sup = next((p for p in procs.procs if p.pid == sup_pid and p.first <= i
+            sup = next((p for p in procs.procs if p.key == sup_key and p.first <= i
                         and (p.end is None or p.end >= i)), None)
             if sup is not None and ((sup.end is not None and sup.end > i)
                                     or any(a.end is not None and a.end > i and a.killed

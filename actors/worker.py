@@ -52,9 +52,10 @@ from typing import Any
 
 from thespian.actors import WatchMessage
 
-from actors.worker.connection_supervisor import ConnectionSupervisor
+from actors.connection_supervisor import ConnectionSupervisor
 from supervisors import (SHUTDOWN, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY, ChildSpec, SupervisedActor,
                          SupFlags, supervisor_spec)
+from supervisors import faults
 from supervisors import log as _log
 from supervisors.application import Application, AwaitExit, StopApplication
 from supervisors.mailbox import Mailbox
@@ -118,7 +119,7 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
 
 def control_name(config: ServerConfig, index: int) -> str:
     """The abstract AF_UNIX name of worker ``index``'s control socket."""
-    return f"{config.handoff_name}-worker-{index}"
+    return f"{config.name}-worker-{index}"
 
 
 def control_socket(name: str) -> socket.socket:
@@ -216,6 +217,8 @@ class WorkerActor(SupervisedActor):
     def _accept(self, client: socket.socket, peer: Any) -> None:
         """Before the upgrade a connection is a socket and an HTTP parser in
         this loop (a few KiB), not actors; their number is bounded."""
+        if faults.ACTIVE:
+            faults.point("worker.accept")
         cfg = self.config
         if len(self._pending) >= cfg.max_pending_handshakes:
             self.log.warning("connection.rejected", status=None, reason="too many pending handshakes",
@@ -451,4 +454,6 @@ class WorkerActor(SupervisedActor):
         if self.thread.is_alive():
             self.loop.stop()
             self.thread.join(timeout=5.0)
+        # After a crash the in-process tree was not stopped: its contexts end with this process.
+        worker_ledger().process_ending(os.getpid())
         self.mailbox.close()
