@@ -44,6 +44,25 @@ def _qualname(cls: Any) -> str:
     return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
 
 
+_REPRS: dict[int, tuple[Any, str]] = {}
+
+
+def _repr(value: Any) -> str:
+    """repr() for a report; a frozen dataclass (a server's config, handed to
+    every connection's actors) is repr'd once, not at every start."""
+    params = getattr(type(value), "__dataclass_params__", None)
+    if params is None or not params.frozen:
+        return repr(value)
+    hit = _REPRS.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    text = repr(value)
+    if len(_REPRS) > 256:
+        _REPRS.clear()
+    _REPRS[id(value)] = (value, text)
+    return text
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """How to start, restart and stop one child.
@@ -125,8 +144,8 @@ class ChildSpec:
             raise ValueError(f"child id {self.id!r} is not hashable") from None
 
     def start_repr(self) -> str:
-        args = ", ".join([repr(a) for a in self.args]
-                         + [f"{k}={v!r}" for k, v in self.kwargs.items()])
+        args = ", ".join([_repr(a) for a in self.args]
+                         + [f"{k}={_repr(v)}" for k, v in self.kwargs.items()])
         if len(args) > 200:
             args = args[:200] + "..."
         return f"{_qualname(self.actor_class)}({args})"
