@@ -53,6 +53,7 @@ import resource
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
 import zlib
@@ -344,6 +345,8 @@ class Conn:
         self.fd = self.sock.fileno()
         self.mask = EPOLLOUT
         gen.conns[self.fd] = self
+        if gen.source:
+            self.sock.bind((gen.source, 0))
         err = self.sock.connect_ex((gen.host, gen.port))
         if err not in (0, errno.EINPROGRESS):
             del gen.conns[self.fd]
@@ -588,6 +591,7 @@ class Generator:
                  handshake_timeout: float = 30.0, close_timeout: float = 10.0,
                  require_deflate: bool = True, offer: str = "nct") -> None:
         self.host, self.port, self.compress, self.offer, self.size = host, port, compress, offer, size
+        self.source: str | None = None      # a local address to connect from (hold: 127.0.0.x)
         self.handshake_timeout, self.close_timeout = handshake_timeout, close_timeout
         self.require_deflate = require_deflate
         self.messages = make_messages(size)
@@ -863,8 +867,54 @@ def run_setup(args: argparse.Namespace) -> dict:
             "failures": g.failures, "unclean_closes": g.unclean_closes, "unfinished": left, "errors": g.errors}
 
 
+def run_hold_spread(args: argparse.Namespace) -> dict:
+    """hold with ``--procs N``: N generator processes, each from its own
+    127.0.0.x source address (its own ephemeral ports) and with its own
+    descriptor limit, hold cap/N each; this one measures the server once they
+    all have opened, then has them close."""
+    n = args.procs
+    base_kib, base_n = pss_kib(descendants(args.server_pid))
+    t_start = time.perf_counter()
+    kids = []
+    for i in range(n):
+        cmd = [sys.executable, os.path.abspath(__file__), "hold", "--host", args.host, "--port", str(args.port),
+               "--server-pid", str(args.server_pid), "--cap", str(args.cap // n + (1 if i < args.cap % n else 0)),
+               "--step", str(max(1, args.step // n)), "--budget", str(args.budget), "--sample", str(args.sample),
+               "--mem-floor-gib", str(args.mem_floor_gib), "--offer", args.offer, "--size", str(args.size),
+               "--source", f"127.0.0.{i + 1}", "--wait-before-close",
+               "--compression" if args.compress else "--no-compression"]
+        kids.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+    opened = [json.loads(k.stdout.readline() or "{}") for k in kids]   # each: held, before closing
+    if args.settle:
+        time.sleep(args.settle)
+    kib, nproc = pss_kib(descendants(args.server_pid))
+    held = sum(o.get("held", 0) for o in opened)
+    for k in kids:
+        k.stdin.write("close\n")
+        k.stdin.flush()
+    finals = [json.loads(k.stdout.readline() or "{}") for k in kids]
+    for k in kids:
+        k.wait(timeout=args.close_timeout + 60)
+    stops = [f.get("stop", "?") for f in finals]
+    stop = "cap" if all(s == "cap" for s in stops) else next(s for s in stops if s != "cap")
+    return {"mode": "hold", "compress": args.compress, "cap": args.cap, "budget": args.budget, "procs": n,
+            "ok": all(f.get("ok") for f in finals), "held": held, "stop": stop, "stops": stops,
+            "base_pss_kib": base_kib, "base_processes": base_n, "pss_kib": kib, "processes": nproc,
+            "per_conn_kib": round((kib - base_kib) / held, 1) if held else None,
+            "seconds": round(time.perf_counter() - t_start, 1),
+            "deflate_negotiated": sum(f.get("deflate_negotiated", 0) for f in finals),
+            "failures": sum(f.get("failures", 0) for f in finals),
+            "mismatches": sum(f.get("mismatches", 0) for f in finals),
+            "verified": sum(f.get("verified", 0) for f in finals),
+            "gen_cpu": round(sum(f.get("gen_cpu", 0) for f in finals), 3),
+            "errors": [e for f in finals for e in f.get("errors", [])][:5]}
+
+
 def run_hold(args: argparse.Namespace) -> dict:
+    if args.procs > 1:
+        return run_hold_spread(args)
     g = Generator(args.host, args.port, args.compress, args.size, handshake_timeout=60.0, offer=args.offer)
+    g.source = args.source
     t_start = time.perf_counter()
     deadline = t_start + args.budget
     floor = int(args.mem_floor_gib * 1024 * 1024)
@@ -916,6 +966,9 @@ def run_hold(args: argparse.Namespace) -> dict:
     held = [c for c in held if c.state == OPEN]
     gen_cpu = own_cpu()
     elapsed = time.perf_counter() - t_start
+    if args.wait_before_close:     # a part of run_hold_spread: report, wait for "close"
+        print(json.dumps({"held": len(held), "stop": stop}), flush=True)
+        sys.stdin.readline()
     t_close = time.perf_counter()
     g.close_all(held, args.close_timeout)
     close_s = time.perf_counter() - t_close
@@ -986,6 +1039,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample", type=int, default=20, help="hold: older connections echoing per step")
     p.add_argument("--settle", type=float, default=0.0, help="hold: seconds to wait before measuring PSS")
     p.add_argument("--mem-floor-gib", type=float, default=3.0, help="hold: keep MemAvailable above this")
+    p.add_argument("--procs", type=int, default=1,
+                   help="hold: spread over this many generator processes, each from its own 127.0.0.x "
+                        "source address and with its own descriptor limit (default 1)")
+    p.add_argument("--source", default=None, help="hold: connect from this local address")
+    p.add_argument("--wait-before-close", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--cpu", type=int, action="append", default=None,
                    help="pin this process to this CPU (repeatable)")
     p.add_argument("--nice", type=int, default=None,

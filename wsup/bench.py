@@ -466,8 +466,12 @@ class Bench:
                 res = loadgen(s, "hold", opts, 400, self.gen_cpus, self.args.gen_nice)
             else:
                 budget = max(5.0, min(a.hold_budget, self.time_left() - 60))
+                # one generator process holds < 20,000 descriptors here (the hard RLIMIT_NOFILE) and
+                # one source address ~28,000 ephemeral ports: spread bigger caps over 127.0.0.x
+                procs = max(1, -(-a.hold_cap // 15000))
                 opts = base + comp + ["--step", str(a.hold_step), "--cap", str(a.hold_cap), "--budget", str(budget),
-                                      "--mem-floor-gib", str(a.mem_floor_gib), "--settle", "0.5", "--progress"]
+                                      "--mem-floor-gib", str(a.mem_floor_gib), "--settle", "0.5", "--progress",
+                                      "--procs", str(procs)]
                 res = loadgen(s, "hold", opts, budget + 600, self.gen_cpus, self.args.gen_nice)
         return res
 
