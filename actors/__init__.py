@@ -3,7 +3,7 @@
 Process tier (multiprocTCPBase, one process each):
 
 * WorkerActor (worker.py): one worker process — its listening socket, its
-  I/O loop (wsup.ioloop) and, in-process, the subtrees of its connections.
+  I/O loop (wscore.ioloop) and, in-process, the subtrees of its connections.
 
 In-process tier (a worker's simpleSystemBase, on its loop):
 

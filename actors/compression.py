@@ -3,7 +3,7 @@
 Started (or restarted by its ConnectionSupervisor after a crash or a
 kill), it tells its ConnectionActor, which answers Open — with the last
 window of plaintext to prime the inflate context after a restart
-(wsup.inflate_history) — and it opens them: write-ahead, the worker's ledger
+(wscore.inflate_history) — and it opens them: write-ahead, the worker's ledger
 records them before the zlib objects exist.  It uses them for the Inflate/Deflate requests
 of its ConnectionActor (in-process Thespian messages, answered in order), and
 releases them in exactly one place, :meth:`_release_all`: on Release (the
@@ -21,8 +21,8 @@ from typing import Any
 from actors.messages import (CompressionStarted, Deflate, Deflated, Inflate, Inflated, InflateFailed,
                                     Open, Release)
 from supervisors import SHUTDOWN, Error, SupervisedActor, faults
-from wsup.deflate import CompressionError, ContextReleased, Deflater, DeflateParams, DeflateSettings, Inflater
-from wsup.ledger import worker_ledger
+from wscore.deflate import CompressionError, ContextReleased, Deflater, DeflateParams, DeflateSettings, Inflater
+from wscore.ledger import worker_ledger
 
 
 def new_context_id() -> str:

@@ -1,6 +1,6 @@
 """ConnectionActor (in-process): owns one client socket, as a port of its worker's loop.
 
-A thin shell: the connection's logic is wsup.session.Session; this actor is
+A thin shell: the connection's logic is wscore.session.Session; this actor is
 its host.  Bytes come as PortData from the loop, timers are Thespian
 wakeups, compression goes to the CompressionActor beside it (started by the
 ConnectionSupervisor on our request once permessage-deflate is agreed, and
@@ -21,11 +21,11 @@ from actors.messages import (CompressionLost, CompressionStarted, Deflate, Defla
                                     InflateFailed, Open, Release)
 from supervisors import TRANSIENT, ChildSpec, SupervisedActor, faults
 from supervisors.messages import Reply, StartChild
-from wsup import ioloop
-from wsup.app import ConnectionAddress, load_app, worker_index
-from wsup.config import ServerConfig
-from wsup.ioloop import PortData
-from wsup.session import Session
+from wscore import ioloop
+from wscore.app import ConnectionAddress, load_app, worker_index
+from wscore.config import ServerConfig
+from wscore.ioloop import PortData
+from wscore.session import Session
 
 _TIMER = "__session_timer__"
 
@@ -63,7 +63,7 @@ class ConnectionActor(SupervisedActor):
         self.send(self.supervisor, StartChild(ref=1, spec_or_args=spec))
 
     # Between a CompressionActor's death and its successor's start, requests
-    # are dropped: the Session replays what is unanswered (wsup.inflate_history).
+    # are dropped: the Session replays what is unanswered (wscore.inflate_history).
 
     def open_compression(self, zdict: bytes) -> None:
         if self.compression is not None:

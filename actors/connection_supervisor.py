@@ -3,7 +3,7 @@
 The ConnectionActor is temporary and significant (a dead connection is not
 re-dialled; when it ends the subtree ends, ``auto_shutdown=any_significant``);
 the CompressionActor, started on the ConnectionActor's request, is transient.
-The context records are the worker's ledger's (wsup.ledger.worker_ledger):
+The context records are the worker's ledger's (wscore.ledger.worker_ledger):
 it outlives this supervisor too.  Shutdown stops the ConnectionActor first
 (1001 and its closing handshake, compression still there), then the rest.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from actors.connection import ConnectionActor
 from actors.messages import CompressionLost
 from supervisors import ANY_SIGNIFICANT, ONE_FOR_ONE, TEMPORARY, ChildSpec, SupFlags, Supervisor
-from wsup.config import ServerConfig
+from wscore.config import ServerConfig
 
 CONNECTION = "connection"
 

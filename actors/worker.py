@@ -1,7 +1,7 @@
 """WorkerActor: one worker process of the process tier, hosting connections in-process.
 
 It is a process-tier actor (multiprocTCPBase, supervised by `workers`) that
-owns, in a thread of its own, a WorkerLoop (wsup.ioloop): a selector, its
+owns, in a thread of its own, a WorkerLoop (wscore.ioloop): a selector, its
 own SO_REUSEPORT listening socket on the server's port (the kernel spreads
 new connections over the workers; no handoff, no fork after accepting) and a
 private in-process actor system whose tree is
@@ -9,7 +9,7 @@ private in-process actor system whose tree is
     Application -> connections (simple_one_for_one, max_children = this worker's share)
                    -> connection-<id> (ConnectionSupervisor) -> ConnectionActor [+ CompressionActor]
 
-The worker's ledger (wsup.ledger.worker_ledger) records every compression
+The worker's ledger (wscore.ledger.worker_ledger) records every compression
 context; the tier's death hook releases, as ``owner_died``, the contexts of
 any in-process actor killed without terminate.
 
@@ -60,12 +60,12 @@ from supervisors import log as _log
 from supervisors.application import Application, AwaitExit, StopApplication
 from supervisors.mailbox import Mailbox
 from supervisors.messages import Init, InitAck, Reply, StartChild, WhichChildren, _Request
-from wsup.config import ServerConfig
-from wsup.app import Deliver, load_app, worker_index
-from wsup.deflate import negotiate
-from wsup.handshake import ServerHandshake, http_response
-from wsup.ioloop import WorkerLoop
-from wsup.ledger import worker_ledger
+from wscore.config import ServerConfig
+from wscore.app import Deliver, load_app, worker_index
+from wscore.deflate import negotiate
+from wscore.handshake import ServerHandshake, http_response
+from wscore.ioloop import WorkerLoop
+from wscore.ledger import worker_ledger
 
 
 @dataclass

@@ -36,7 +36,7 @@ Modes:
            MemAvailable would fall under ``--mem-floor-gib``, or at the first
            failure.  Also the memory-per-connection measurement (one step).
 
-Only the standard library; the /proc helpers are used by wsup/bench.py too.
+Only the standard library; the /proc helpers are used by wsup/tools/bench.py too.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ READ_SIZE = 262144
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP
 
 
-# -- /proc helpers (also used by wsup/bench.py) ------------------------------------------
+# -- /proc helpers (also used by wsup/tools/bench.py) ------------------------------------------
 
 
 def _stat(pid: int) -> list[bytes] | None:

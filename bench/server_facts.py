@@ -57,7 +57,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from supervisors import _platform  # noqa: E402
-from wsup.bench import kill_leftovers  # noqa: E402
+from wsup.tools.bench import kill_leftovers  # noqa: E402
 
 ROWS: list[tuple] = []          # (part, measurement, n, value, spread, note)
 PROBLEMS: list[str] = []        # leftovers, bad exit statuses, failures

@@ -43,7 +43,7 @@ def runtime(log_path):
 def make_server(tmp_path):
     """Start in-process servers (their actor systems are private); stopped,
     and checked for leftover processes, at teardown."""
-    from wsup.config import ServerConfig
+    from wscore.config import ServerConfig
     from wsup.server import Server
 
     servers = []

@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark (bench/loadgen.py, wsup/bench.py): it runs,
+"""Smoke tests of the benchmark (bench/loadgen.py, wsup/tools/bench.py): it runs,
 produces numbers and verifies echoes.  No timing assertions: ratios are
 reported, never asserted (docs/performance.md)."""
 

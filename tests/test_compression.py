@@ -117,7 +117,7 @@ def test_client_window_8(server):
 
 
 def test_no_compression_option(make_server):
-    from wsup.deflate import DeflateSettings
+    from wscore.deflate import DeflateSettings
     server = make_server(compression=DeflateSettings(enabled=False))
     with deflate_client(server) as c:
         assert "Sec-WebSocket-Extensions" not in c.response.headers

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rawws import deflate_payload
 
-from wsup.deflate import (CompressionError, ContextReleased, Deflater, DeflateSettings, Inflater,
+from wscore.deflate import (CompressionError, ContextReleased, Deflater, DeflateSettings, Inflater,
                           negotiate, parse_offers)
 
 S = DeflateSettings()   # preferred window 12

@@ -95,7 +95,7 @@ def test_sigterm_during_a_chaos_run(serve):
     it exits 0, nothing is left, the log check is clean."""
     sp = serve(stderr=None)
     log, proc = sp.log_path, sp.proc
-    from wsup import chaos
+    from wsup.tools import chaos
     killer = chaos.Killer(str(log), chaos.DEFAULT_KINDS, __import__("random").Random(7))
 
     async def scenario():

@@ -1,4 +1,4 @@
-"""The worker I/O loop (wsup.ioloop) with in-process actors, over real sockets
+"""The worker I/O loop (wscore.ioloop) with in-process actors, over real sockets
 on 127.0.0.1: ports read and written by the loop, owned by one actor each,
 closed when the owner closes them or dies (even killed: no terminate)."""
 
@@ -13,7 +13,7 @@ import pytest
 from supervisors import SupervisedActor
 from supervisors.messages import Init
 from supervisors import log as slog
-from wsup.ioloop import PortData, WorkerLoop
+from wscore.ioloop import PortData, WorkerLoop
 
 
 class Owner(SupervisedActor):

@@ -1,9 +1,9 @@
-"""The compression context ledger (wsup.ledger): exactly-once records, plain class."""
+"""The compression context ledger (wscore.ledger): exactly-once records, plain class."""
 
 from __future__ import annotations
 
-from wsup import logs
-from wsup.ledger import ContextLedger
+from wsup.tools import logs
+from wscore.ledger import ContextLedger
 
 
 def make():

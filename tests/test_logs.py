@@ -1,6 +1,6 @@
 """`wsup logs`: filters, --follow, --timeline, --tree, --check.
 
-Most tests run the sans-I/O functions of wsup.logs on small hand-written
+Most tests run the sans-I/O functions of wsup.tools.logs on small hand-written
 record lists shaped like the server's (see `mini_log`); tests/data holds two
 real logs; one end-to-end test checks the log of a real server whose
 CompressionActor was SIGKILLed."""
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from logutil import wait_until
 
-from wsup import logs
+from wsup.tools import logs
 from wsup.cli import main as cli_main
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")

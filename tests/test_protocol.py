@@ -1,4 +1,4 @@
-"""The sans-I/O protocol (wsup.protocol), without sockets: framing, limits, close
+"""The sans-I/O protocol (wscore.protocol), without sockets: framing, limits, close
 codes, and compression both in-line and asynchronous (the contexts held by
 another actor, answers coming later, order kept)."""
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsup.deflate import CompressionError, Deflater, Inflater
-from wsup.protocol import (CLOSED, BinaryMessage, CloseReceived, InflateNeeded, Ping,
+from wscore.deflate import CompressionError, Deflater, Inflater
+from wscore.protocol import (CLOSED, BinaryMessage, CloseReceived, InflateNeeded, Ping,
                            ServerProtocol, TextMessage)
 
 TEXT, BINARY, CLOSE, PING = 0x1, 0x2, 0x8, 0x9

@@ -488,6 +488,7 @@ def test_two_servers_side_by_side(make_server):
         assert cb.recv() == "b still"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # websockets: connect() outside a with
 def test_max_connections_is_shared_out_over_the_workers(make_server):
     """Each worker holds its share (3 = 2 + 1); the kernel picks the worker, so
     a full worker refuses (503) while the other may have room: never more than

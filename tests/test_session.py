@@ -1,4 +1,4 @@
-"""wsup.session without sockets or actors: a fake host plays the I/O loop and
+"""wscore.session without sockets or actors: a fake host plays the I/O loop and
 the CompressionActor (answering later, as messages do)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import os
 
 from supervisors import NORMAL, SHUTDOWN, Error
 from tests.test_protocol import ClientDeflate, client_frame
-from wsup.app import EchoApp
-from wsup.config import ServerConfig
-from wsup.deflate import Deflater, Inflater
-from wsup.session import Session
+from wscore.app import EchoApp
+from wscore.config import ServerConfig
+from wscore.deflate import Deflater, Inflater
+from wscore.session import Session
 
 TEXT, CLOSE = 0x1, 0x8
 

@@ -81,7 +81,7 @@ def test_a_client_that_does_not_trust_the_ca_refuses_and_the_server_goes_on(make
 
 
 def test_tls_options_are_checked(pki):
-    from wsup.config import ServerConfig
+    from wscore.config import ServerConfig
     with pytest.raises(ValueError, match="needs --certfile"):
         ServerConfig(keyfile=str(pki / "server.key")).check()
     with pytest.raises(ValueError, match="workers must be >= 1"):

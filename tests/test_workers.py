@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from actors.worker import KillInProcess, WorkerInfo
 from logutil import wait_until
 from supervisors import ChildRef
-from wsup import logs
+from wsup.tools import logs
 
 
 def workers(server):
@@ -279,7 +279,7 @@ def test_silent_connections_are_cheap_bounded_and_timed_out(make_server):
 
 def test_the_control_socket_informs_and_kills(make_server):
     """What `wsup chaos` uses: a worker's control socket, from outside the server."""
-    from wsup.control import control
+    from wsup.tools.control import control
     server = make_server(workers=1)
     [rec] = server.log.events("worker.listening")
     info = control(rec["control"], {"op": "info"})

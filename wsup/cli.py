@@ -99,8 +99,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from wsup.config import ServerConfig
-    from wsup.deflate import DeflateSettings
+    from wscore.config import ServerConfig
+    from wscore.deflate import DeflateSettings
     from wsup.server import Server, print_ready
 
     config = ServerConfig(
@@ -122,7 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
         log=LogConfig(path=args.log_file, format=args.log_format, level=args.log_level))
     try:
         config.check()
-        from wsup.app import load_app
+        from wscore.app import load_app
         load_app(config.app)
         if args.fault:
             from supervisors import faults
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsup", description="A supervised WebSocket server.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
-    for module in ("wsup.logs", "wsup.chaos", "wsup.bench", "wsup.control"):
+    for module in ("wsup.tools.logs", "wsup.tools.chaos", "wsup.tools.bench", "wsup.tools.control"):
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).add_parser(sub)
     args = parser.parse_args(argv)

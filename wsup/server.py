@@ -30,7 +30,7 @@ from supervisors import (ONE_FOR_ONE, PERMANENT, REST_FOR_ONE, ChildRef, ChildSp
                          supervisor_spec)
 from supervisors import _platform
 from supervisors.reasons import Error, to_json
-from wsup.config import ServerConfig
+from wscore.config import ServerConfig
 
 
 def worker_limits(config: ServerConfig) -> list[int]:

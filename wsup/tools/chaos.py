@@ -33,7 +33,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
-from wsup.control import control
+from wsup.tools.control import control
 
 DEFAULT_KINDS = ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor")
 KINDS = DEFAULT_KINDS + ("workers",)
@@ -314,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     if server_status not in (None, 0):
         failures.append(f"the server exited with status {server_status}")
     if log_path and os.path.exists(log_path):
-        from wsup import logs as wlogs
+        from wsup.tools import logs as wlogs
         parsed = wlogs.read_log(log_path, allow_partial_last=server is None)
         records = parsed.records
         summary["restarts"] = sum(1 for r in records if r.get("event") == "supervisor.child.restarted")

@@ -18,7 +18,7 @@ behind it.
 The CompressionActor may die (crash or kill) and be restarted at any point:
 :meth:`compression_lost` then :meth:`compression_started` again.  The Session
 primes the new inflate context with the last window and replays the message
-in progress (wsup.inflate_history), and sends its pending deflates again; the
+in progress (wscore.inflate_history), and sends its pending deflates again; the
 client sees nothing.  If no successor starts within RECOVERY_TIMEOUT, 1011.
 
 Every way a connection ends goes through :meth:`finish` (closing handshake
@@ -33,11 +33,11 @@ from collections import deque
 from typing import Any
 
 from supervisors import NORMAL, SHUTDOWN, Error, faults
-from wsup.config import ServerConfig
-from wsup.deflate import DeflateParams, negotiate
-from wsup.handshake import ServerHandshake
-from wsup.inflate_history import HistoryMismatch, InflateHistory
-from wsup.protocol import (ABNORMAL_CLOSURE, CLOSED, CLOSING, GOING_AWAY, INTERNAL_ERROR, OPEN,
+from wscore.config import ServerConfig
+from wscore.deflate import DeflateParams, negotiate
+from wscore.handshake import ServerHandshake
+from wscore.inflate_history import HistoryMismatch, InflateHistory
+from wscore.protocol import (ABNORMAL_CLOSURE, CLOSED, CLOSING, GOING_AWAY, INTERNAL_ERROR, OPEN,
                            BinaryMessage, InflateNeeded, Pong, ServerProtocol, TextMessage, frame)
 from wsproto.frame_protocol import Opcode
 

@@ -120,7 +120,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
                                "inflate_window_bits": INT},
     "compression.start_failed": {**_CONN, "result": ANY},
     "compression.recovered": {**_CONN, "replayed_chunks": INT, "window_bytes": INT},
-    # wsup/ledger.py (a worker's ContextLedger; the ConnectionSupervisor in the process layout)
+    # wscore/ledger.py (a worker's ContextLedger; the ConnectionSupervisor in the process layout)
     "compression.context.opened": {**_CONN, "context_id": STR,
                                    "direction": frozenset({"deflate", "inflate"}),
                                    "window_bits": INT, "owner_pid": INT, "primed_bytes": INT},

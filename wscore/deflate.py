@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsup.protocol import ProtocolFailure
+from wscore.protocol import ProtocolFailure
 
 EXTENSION = "permessage-deflate"
 TAIL = b"\x00\x00\xff\xff"

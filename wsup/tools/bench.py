@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # wsup/tools/ -> the checkout
 BENCH_DIR = os.path.join(ROOT, "bench")
 LOADGEN = os.path.join(BENCH_DIR, "loadgen.py")
 PEERS_PY = os.path.join(BENCH_DIR, "peers.py")
@@ -733,7 +733,7 @@ def wsup_health(server: Server) -> dict:
     except OSError as exc:
         errors.append(f"log not readable: {exc}")
     check = None
-    if importlib.util.find_spec("wsup.logs") is not None:
+    if importlib.util.find_spec("wsup.tools.logs") is not None:
         try:
             done = subprocess.run([sys.executable, "-m", "wsup.cli", "logs", server.log_path, "--check"],
                                   capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from supervisors import LogConfig
-from wsup.deflate import DeflateSettings
+from wscore.deflate import DeflateSettings
 
 MiB = 1 << 20
 
