@@ -33,7 +33,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
-from wsup.tools.control import control
+from wsup.tools.control import control, worker_of
 
 DEFAULT_KINDS = ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor")
 KINDS = DEFAULT_KINDS + ("workers",)
@@ -133,14 +133,9 @@ class Killer:
         end = data.rfind(b"\n") + 1
         self.pos += end
         for line in data[:end].splitlines():
-            if b'"worker.listening"' not in line:
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r.get("event") == "worker.listening" and r.get("control"):
-                self.workers[r["control"]] = r["pid"]
+            worker = worker_of(line)
+            if worker is not None:
+                self.workers[worker[0]] = worker[1]
 
     def kill_one(self) -> None:
         self._scan()

@@ -35,20 +35,23 @@ def control(name: str, request: dict, timeout: float = 5.0) -> dict:
         return {}
 
 
+def worker_of(line: bytes) -> tuple[str, int] | None:
+    """(control socket name, pid) if this log line is a worker's ``worker.listening``."""
+    if b'"worker.listening"' not in line:
+        return None
+    try:
+        r = json.loads(line)
+    except ValueError:
+        return None
+    if r.get("event") == "worker.listening" and r.get("control"):
+        return r["control"], r["pid"]
+    return None
+
+
 def workers_in_log(path: str) -> dict[str, int]:
     """{control socket name: worker pid} of every worker the log has seen start."""
-    found: dict[str, int] = {}
     with open(path, "rb") as f:
-        for line in f:
-            if b'"worker.listening"' not in line:
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r.get("event") == "worker.listening" and r.get("control"):
-                found[r["control"]] = r["pid"]
-    return found
+        return dict(w for w in map(worker_of, f) if w is not None)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
