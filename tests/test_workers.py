@@ -13,13 +13,8 @@ from websockets.asyncio.client import connect
 
 from actors.worker import KillInProcess, WorkerInfo
 from logutil import wait_until
-from supervisors import ChildRef
+from treeutil import workers
 from wsup.tools import logs
-
-
-def workers(server):
-    sup = server.child("workers")
-    return {cid: ref for cid, ref, _t, _m in server.runtime.which_children(sup) if isinstance(ref, ChildRef)}
 
 
 def echo_many(url, n, size=1000, compression="deflate"):
