@@ -124,7 +124,7 @@ class ConnectionActor(SupervisedActor):
         elif isinstance(message, Reply) and sender == self.supervisor:
             result = message.result   # ok: CompressionStarted came first
             if not (isinstance(result, tuple) and result[0] == "ok"):
-                s.compression_ready(False, repr(result))
+                s.compression_failed(repr(result))
         else:
             s.info(message)
 

@@ -279,3 +279,20 @@ def test_no_successor_in_time_is_1011():
     s.timer("compression", now=s.compression_lost_at + 5.0)
     assert frames(host.written)[-1][:1] == (CLOSE,)
     assert frames(host.written)[-1][2][:2] == (1011).to_bytes(2, "big")
+
+
+def test_the_compression_actor_starts_with_the_first_compressed_message():
+    """An idle connection with permessage-deflate agreed holds no zlib context."""
+    client = ClientDeflate()
+    s, host = make(deflate=True)
+    assert host.opened == [] and not host.alive           # agreed, not started
+    s.data_received(client_frame(TEXT, b"short"))          # uncompressed: still none
+    assert frames(host.written) == [(TEXT, False, b"short")] and host.opened == []
+    host.written.clear()
+    s.data_received(client_frame(TEXT, client.compress(b"z" * 300), rsv1=True))
+    assert host.opened == [b""]                            # started and opened by the first one
+    host.answer()
+    assert _echoed(host, client) == [b"z" * 300]
+    quiet, qhost = make(deflate=True)
+    quiet.data_received(client_frame(CLOSE, (1000).to_bytes(2, "big")))
+    assert qhost.closed and qhost.opened == [] and qhost.stopped == NORMAL

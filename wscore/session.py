@@ -15,7 +15,9 @@ as ``host.deflate(seq, data)`` and its frame waits, in order, for
 pending, everything after it (other messages, pongs, the close frame) queues
 behind it.
 
-The CompressionActor may die (crash or kill) and be restarted at any point:
+The CompressionActor is started with the first message to inflate or
+deflate (an idle connection holds no zlib context); it may die (crash or
+kill) and be restarted at any point:
 :meth:`compression_lost` then :meth:`compression_started` again.  The Session
 primes the new inflate context with the last window and replays the message
 in progress (wscore.inflate_history), and sends its pending deflates again; the
@@ -120,8 +122,8 @@ class Session:
         self.done = False
         self.transport_closed = False
         self._close_timer = False
-        self._pending_open: Any = None   # the handshake result while compression starts
-        self._held: bytearray = bytearray()   # bytes received while compression starts
+        # compression: None (not agreed) | idle (no CompressionActor yet) | starting | running | lost
+        self._z: str | None = None
         self._closed_logged = False
         self._app_terminated = False
         self._out: deque = deque()       # [bytes | [seq, frame-or-None, text, payload]] in wire order
@@ -157,16 +159,9 @@ class Session:
             self._write_now(result.response)
             self._open(result)
             return
-        if self._pending_open is not None:
-            self._held += data
-            if not data:
-                self._held_eof = True
-            return
         self.last_rx = time.monotonic()
         self.proto.receive_data(data)
         self._process()
-
-    _held_eof = False
 
     def _process(self) -> None:
         proto = self.proto
@@ -177,7 +172,8 @@ class Session:
             for event in events:
                 if isinstance(event, InflateNeeded):
                     self.history.sent(event.chunk, event.final)
-                    self.host.inflate(event.chunk, event.final)
+                    if self._compression_running():
+                        self.host.inflate(event.chunk, event.final)
                 elif isinstance(event, (TextMessage, BinaryMessage)):
                     if faults.ACTIVE:
                         faults.point("app.handle_in")
@@ -241,22 +237,28 @@ class Session:
         if cfg.ping_interval:
             self.host.call_later(cfg.ping_interval, "ping")
         if compression is not None:
-            self._pending_open = result
-            self.host.start_compression(self.deflate)
-            return
+            self._z = "idle"     # the CompressionActor starts with the first compressed message
         self._activate(result)
+
+    def _compression_running(self) -> bool:
+        """Whether requests can go to a CompressionActor now.  The first one
+        is started lazily, by the first message to inflate or deflate: an idle
+        connection holds no zlib context.  Until it (or a successor) runs,
+        requests wait in the history and the output queue: compression_started
+        sends them."""
+        if self._z == "running":
+            return True
+        if self._z == "idle":
+            self._z = "starting"
+            self.host.start_compression(self.deflate)
+        return False
 
     def compression_started(self) -> None:
         """A CompressionActor started for us: the first, or a successor."""
-        if self.done:
+        if self.done or self._z not in ("starting", "lost"):
             return
-        if self._pending_open is not None:
-            self.compression_lost_at = None
-            self.host.open_compression(b"")
-            self.compression_ready(True)
-            return
-        if self.compression_lost_at is None:
-            return
+        recovering = self._z == "lost"
+        self._z = "running"
         self.compression_lost_at = None
         zdict, chunks = self.history.replay()
         self.host.open_compression(zdict)
@@ -267,28 +269,25 @@ class Session:
             if isinstance(item, list) and item[1] is None:
                 self.host.deflate(item[0], item[3])
                 resent += 1
-        self.recoveries += 1
-        self.log.info("compression.recovered", replayed_chunks=len(chunks), window_bytes=len(zdict),
-                      resent_deflates=resent)
+        if recovering:
+            self.recoveries += 1
+            self.log.info("compression.recovered", replayed_chunks=len(chunks), window_bytes=len(zdict),
+                          resent_deflates=resent)
 
-    def compression_ready(self, ok: bool, why: str = "") -> None:
-        pending, self._pending_open = self._pending_open, None
-        if pending is None or self.done:
-            return
-        if ok:
-            self._activate(pending)
+    def compression_failed(self, why: str) -> None:
+        """The CompressionActor could not be started: 1011."""
+        if self.done or self._z is None:
             return
         self.log.error("compression.start_failed", result=why)
-        if self.proto is not None and self.proto.state == OPEN:
-            self.proto.fail(INTERNAL_ERROR, "compression unavailable")
-            self._after_app()
+        self._compression_gone()
 
     def compression_lost(self, now: float | None = None) -> None:
         """The CompressionActor died; its supervisor restarts it.  Until the
         successor starts, requests are not answered (the host drops them);
         compression_started replays them.  No successor in RECOVERY_TIMEOUT: 1011."""
-        if self.done or self.proto is None or self.compression_lost_at is not None:
+        if self.done or self.proto is None or self._z not in ("starting", "running"):
             return
+        self._z = "lost"
         self.compression_lost_at = time.monotonic() if now is None else now
         self.host.call_later(RECOVERY_TIMEOUT, "compression")
 
@@ -306,14 +305,9 @@ class Session:
             faults.point("app.init")
         self.app.init(self.conn)
         self._after_app()
-        trailing = result.trailing + bytes(self._held)
-        self._held.clear()
-        if trailing and self.proto.state == OPEN and not self.done:
+        if result.trailing and self.proto.state == OPEN and not self.done:
             self.last_rx = time.monotonic()
-            self.proto.receive_data(trailing)
-            self._process()
-        if self._held_eof and not self.done:
-            self.proto.receive_data(b"")
+            self.proto.receive_data(result.trailing)
             self._process()
 
     def _reject(self, response: bytes, status: int, reason: str, path: str) -> None:
@@ -386,7 +380,7 @@ class Session:
         self.stop_reason = SHUTDOWN
         self.app_reason = "shutdown"
         proto = self.proto
-        if proto is None or proto.state == CLOSED or self._pending_open is not None:
+        if proto is None or proto.state == CLOSED:
             if proto is not None and proto.state == OPEN:
                 proto.close(GOING_AWAY, "server shutting down")
             self.finish()
@@ -411,7 +405,8 @@ class Session:
             self._take_proto_output()
             self._deflate_seq += 1
             self._out.append([self._deflate_seq, None, text, payload])
-            self.host.deflate(self._deflate_seq, payload)
+            if self._compression_running():
+                self.host.deflate(self._deflate_seq, payload)
             return True
         proto.send_message(data)
         return True
