@@ -2,8 +2,8 @@
 
 Bytes in with :meth:`ServerProtocol.receive_data`, events out with
 :meth:`events_received`, bytes to write with :meth:`data_to_send`; the
-connection actor does the I/O.  Framing is wsproto's ``FrameDecoder``
-(header validation, masking, control-frame rules, RSV bits); message
+connection actor does the I/O.  Framing is wscore.frames (header
+validation, masking, control-frame rules, RSV bits); message
 assembly, limits, UTF-8 and the closing handshake are here, with Bandit's and
 RFC 6455's close codes:
 
@@ -35,8 +35,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from wsproto.extensions import Extension
-from wsproto.frame_protocol import (CloseReason, FrameDecoder, Opcode, ParseFailed, RsvBits)
+from wsproto.frame_protocol import CloseReason
+
+from wscore.frames import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, FrameError, FrameParser, FrameTooBig
 
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
 
@@ -51,6 +52,7 @@ MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 
 _LOCAL_ONLY = {1005, 1006, 1015}
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 @dataclass
@@ -115,36 +117,13 @@ def close_payload(code: int | None, reason: str = "") -> bytes:
     return struct.pack("!H", code) + data
 
 
-class _Rsv1(Extension):
-    """Lets wsproto's decoder accept RSV1 when compression was negotiated,
-    and tells the protocol which frames carry it (RFC 7692 section 6)."""
-
-    name = "permessage-deflate"
-
-    def __init__(self) -> None:
-        self.rsv1 = False
-
-    def enabled(self) -> bool:
-        return True
-
-    def offer(self) -> bool:
-        return False
-
-    def frame_inbound_header(self, proto: Any, opcode: Opcode, rsv: RsvBits, payload_length: int):
-        if rsv.rsv1 and (opcode.iscontrol() or opcode is Opcode.CONTINUATION):
-            return CloseReason.PROTOCOL_ERROR  # RSV1 only on a message's first frame
-        self.rsv1 = rsv.rsv1
-        return RsvBits(True, False, False)
-
-
 class ServerProtocol:
     def __init__(self, max_message_size: int | None = 1 << 20, max_frame_size: int | None = None,
                  compression: Any = None) -> None:
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
         self.compression = compression
-        self._rsv1 = _Rsv1() if compression is not None else None
-        self._decoder = FrameDecoder(client=False, extensions=[self._rsv1] if self._rsv1 else [])
+        self._frames = FrameParser(rsv1_allowed=compression is not None, max_frame_size=max_frame_size)
         self.state = OPEN
         self.close_code: int | None = None
         self.close_reason = ""
@@ -155,7 +134,7 @@ class ServerProtocol:
         self._events: list[Any] = []
         self._in_frame = False
         self._frame_size = 0
-        self._msg_opcode: Opcode | None = None
+        self._msg_opcode: int | None = None
         self._msg_parts: list[Any] = []
         self._msg_size = 0
         self._msg_compressed = False
@@ -176,7 +155,7 @@ class ServerProtocol:
                 return
             self._eof()
             return
-        self._decoder.receive_bytes(data)
+        self._frames.feed(data)
         if self._awaiting is not None:
             return
         try:
@@ -193,58 +172,53 @@ class ServerProtocol:
         self.state = CLOSED
 
     def _parse(self) -> None:
-        decoder = self._decoder
+        frames = self._frames
         while self.state != CLOSED and self._awaiting is None:
             try:
-                frame_ = decoder.process_buffer()
-            except ParseFailed as exc:
-                raise ProtocolFailure(int(exc.code), str(exc)) from None
-            header = decoder.header
-            if (self.max_frame_size is not None and header is not None
-                    and header.payload_len > self.max_frame_size):
-                raise ProtocolFailure(MESSAGE_TOO_BIG, f"frame of {header.payload_len} bytes is over "
-                                                       f"the limit of {self.max_frame_size}")
-            if frame_ is None:
+                fr = frames.next()
+            except FrameError as exc:
+                raise ProtocolFailure(PROTOCOL_ERROR, str(exc)) from None
+            except FrameTooBig as exc:
+                raise ProtocolFailure(MESSAGE_TOO_BIG, str(exc)) from None
+            if fr is None:
                 return
-            self._on_frame(frame_)
+            self._on_frame(*fr)
 
-    def _on_frame(self, fr: Any) -> None:
-        opcode = fr.opcode
-        if opcode.iscontrol():
-            self._on_control(opcode, fr.payload)
+    def _on_frame(self, opcode: int, data: bytes, frame_finished: bool, fin: bool, rsv1: bool) -> None:
+        if opcode >= CLOSE:
+            self._on_control(opcode, data)
             return
         new_frame = not self._in_frame
-        self._in_frame = not fr.frame_finished
+        self._in_frame = not frame_finished
         if new_frame:
             self._frame_size = 0
-            if opcode is Opcode.CONTINUATION:
+            if opcode == CONTINUATION:
                 if self._msg_opcode is None:
                     raise ProtocolFailure(PROTOCOL_ERROR, "continuation frame without a message")
             else:
                 if self._msg_opcode is not None:
                     raise ProtocolFailure(PROTOCOL_ERROR, "new message before the last one finished")
-                self._start_message(opcode)
-        self._frame_size += len(fr.payload)
+                self._start_message(opcode, rsv1)
+        self._frame_size += len(data)
         if self.max_frame_size is not None and self._frame_size > self.max_frame_size:
             raise ProtocolFailure(MESSAGE_TOO_BIG, f"frame over the limit of {self.max_frame_size} bytes")
-        final = fr.frame_finished and fr.message_finished
-        data = fr.payload
+        final = frame_finished and fin
         if self._msg_compressed and self.state == OPEN:
             if self._async:
                 self._awaiting = (final,)
-                self._events.append(InflateNeeded(bytes(data), final))
+                self._events.append(InflateNeeded(data, final))
                 return
             data = self.compression.decompress(data, final)
         self._add_to_message(data, final)
         if final:
             self._finish_message()
 
-    def _start_message(self, opcode: Opcode) -> None:
+    def _start_message(self, opcode: int, rsv1: bool) -> None:
         self._msg_opcode = opcode
         self._msg_parts = []
         self._msg_size = 0
-        self._msg_compressed = bool(self._rsv1 and self._rsv1.rsv1)
-        self._utf8 = codecs.getincrementaldecoder("utf-8")() if opcode is Opcode.TEXT else None
+        self._msg_compressed = rsv1
+        self._utf8 = _utf8_decoder() if opcode == TEXT else None
 
     def _add_to_message(self, data: bytes, final: bool) -> None:
         self._msg_size += len(data)
@@ -267,17 +241,17 @@ class ServerProtocol:
         self._msg_opcode, self._msg_parts, self._utf8 = None, [], None
         if self.state != OPEN:
             return
-        if opcode is Opcode.TEXT:
+        if opcode == TEXT:
             self._events.append(TextMessage("".join(parts)))
         else:
             self._events.append(BinaryMessage(b"".join(parts)))
 
-    def _on_control(self, opcode: Opcode, payload: bytes) -> None:
-        if opcode is Opcode.PING:
+    def _on_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == PING:
             if self.state == OPEN:
-                self._out += frame(Opcode.PONG, payload)
+                self._out += frame(PONG, payload)
             self._events.append(Ping(payload))
-        elif opcode is Opcode.PONG:
+        elif opcode == PONG:
             self._events.append(Pong(payload))
         else:
             self._on_close_frame(payload)
@@ -299,7 +273,7 @@ class ServerProtocol:
         if self.state == OPEN:
             # The client starts the closing handshake: echo its code.
             self.close_code, self.close_reason, self.close_initiator = code, reason, "client"
-            self._out += frame(Opcode.CLOSE, close_payload(NORMAL_CLOSURE if code == NO_STATUS_RCVD
+            self._out += frame(CLOSE, close_payload(NORMAL_CLOSURE if code == NO_STATUS_RCVD
                                                            else code))
         self.close_clean = True
         self.state = CLOSED
@@ -346,9 +320,9 @@ class ServerProtocol:
         if self.state != OPEN:
             raise RuntimeError(f"cannot send a message: the connection is {self.state}")
         if isinstance(data, str):
-            opcode, payload = Opcode.TEXT, data.encode("utf-8")
+            opcode, payload = TEXT, data.encode("utf-8")
         else:
-            opcode, payload = Opcode.BINARY, bytes(data)
+            opcode, payload = BINARY, bytes(data)
         compressed = self.compression.compress(payload) if self.compression is not None else None
         if compressed is not None:
             self._out += frame(opcode, compressed, rsv1=True)
@@ -359,18 +333,18 @@ class ServerProtocol:
         """Frame a message the caller has deflated (RSV1 set)."""
         if self.state != OPEN:
             raise RuntimeError(f"cannot send a message: the connection is {self.state}")
-        self._out += frame(Opcode.TEXT if text else Opcode.BINARY, payload, rsv1=True)
+        self._out += frame(TEXT if text else BINARY, payload, rsv1=True)
 
     def send_ping(self, payload: bytes = b"") -> None:
         if self.state == OPEN:
-            self._out += frame(Opcode.PING, payload[:125])
+            self._out += frame(PING, payload[:125])
 
     def close(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake (no-op unless open)."""
         if self.state != OPEN:
             return
         self.close_code, self.close_reason, self.close_initiator = code, reason, "server"
-        self._out += frame(Opcode.CLOSE, close_payload(code, reason))
+        self._out += frame(CLOSE, close_payload(code, reason))
         self.state = CLOSING
 
     def fail(self, code: int, reason: str) -> None:
@@ -378,7 +352,7 @@ class ServerProtocol:
         if we still may, then the transport should be closed at once."""
         self.failed = True
         if self.state == OPEN:
-            self._out += frame(Opcode.CLOSE, close_payload(code, reason))
+            self._out += frame(CLOSE, close_payload(code, reason))
         if self.state != CLOSED:
             if self.state == OPEN or self.close_code is None:
                 self.close_code, self.close_reason, self.close_initiator = code, reason, "server"

@@ -37,11 +37,11 @@ from typing import Any
 from supervisors import NORMAL, SHUTDOWN, Error, faults
 from wscore.config import ServerConfig
 from wscore.deflate import DeflateParams, negotiate
+from wscore.frames import BINARY, TEXT
 from wscore.handshake import ServerHandshake
 from wscore.inflate_history import HistoryMismatch, InflateHistory
 from wscore.protocol import (ABNORMAL_CLOSURE, CLOSED, CLOSING, GOING_AWAY, INTERNAL_ERROR, OPEN,
                            BinaryMessage, InflateNeeded, Pong, ServerProtocol, TextMessage, frame)
-from wsproto.frame_protocol import Opcode
 
 
 RECOVERY_TIMEOUT = 5.0
@@ -416,7 +416,7 @@ class Session:
         payload, or None to send the message uncompressed."""
         for item in self._out:
             if isinstance(item, list) and item[0] == seq:
-                opcode = Opcode.TEXT if item[2] else Opcode.BINARY
+                opcode = TEXT if item[2] else BINARY
                 item[1] = (frame(opcode, payload, rsv1=True) if payload is not None
                            else frame(opcode, item[3]))
                 item[3] = b""
