@@ -63,8 +63,9 @@ def test_websockets_default_offer(server):
         c.send("tiny")   # below the threshold: sent back uncompressed, still fine
         assert c.recv() == "tiny"
     wait_closed(server)
-    [neg] = server.log.events("compression.negotiated")
+    [neg] = server.log.events("connection.upgraded")
     assert neg["client_max_window_bits"] == 12 and neg["connection_id"]
+    assert (neg["deflate_window_bits"], neg["inflate_window_bits"]) == (12, 12)
     causes = contexts_released_once(server.log)
     assert sorted(causes.values()) == ["close", "close"]
     opened = server.log.events("compression.context.opened")
@@ -123,7 +124,8 @@ def test_no_compression_option(make_server):
         assert "Sec-WebSocket-Extensions" not in c.response.headers
         c.send("x" * 1000)
         assert c.recv() == "x" * 1000
-    assert not server.log.events("compression.negotiated")
+    [upgraded] = server.log.events("connection.upgraded")
+    assert upgraded["extensions"] == [] and "deflate_window_bits" not in upgraded
 
 
 # -- protocol errors and limits --------------------------------------------------------------

@@ -312,6 +312,8 @@ class ServerProtocol:
         return events
 
     def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
         data = bytes(self._out)
         self._out.clear()
         return data

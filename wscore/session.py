@@ -218,9 +218,10 @@ class Session:
     def _open(self, result: Any) -> None:
         cfg = self.config
         compression = None
+        agreed: dict = {}
         if self.deflate is not None:
-            self.log.info("compression.negotiated", **self.deflate.agreed, response=self.deflate.response,
-                          deflate_window_bits=self.deflate.deflate_window_bits,
+            # one record for the upgrade and what permessage-deflate agreed (it was two)
+            agreed = dict(self.deflate.agreed, deflate_window_bits=self.deflate.deflate_window_bits,
                           inflate_window_bits=self.deflate.inflate_window_bits)
             compression = RemoteCompression()
             self.history = InflateHistory(self.deflate.inflate_window_bits,
@@ -231,7 +232,7 @@ class Session:
         conn.path, conn.query, conn.headers = result.path, result.query, result.headers
         conn.subprotocol = result.subprotocol
         self.log.info("connection.upgraded", path=result.path, subprotocol=result.subprotocol,
-                      extensions=result.extensions)
+                      extensions=result.extensions, **agreed)
         if cfg.idle_timeout:
             self.host.call_later(cfg.idle_timeout, "idle")
         if cfg.ping_interval:

@@ -113,9 +113,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "connection.rejected": {**_CONN, "status": frozenset({400, 403, 408, 426, 431, 500, 503, None}),
                             "reason": STR},
     # actors/connection.py
+    # with permessage-deflate agreed, also the agreed parameters, deflate_window_bits, inflate_window_bits
     "connection.upgraded": {**_CONN, "path": STR, "subprotocol": OPT_STR, "extensions": (list,)},
     "connection.closed": {**_CONN, "code": INT, "reason": STR,
                           "initiator": frozenset({"client", "server"}), "clean": BOOL},
+    # before 2026-12-04 (now in connection.upgraded): logs of that time still check
     "compression.negotiated": {**_CONN, "response": STR, "deflate_window_bits": INT,
                                "inflate_window_bits": INT},
     "compression.start_failed": {**_CONN, "result": ANY},
@@ -366,7 +368,9 @@ def describe(r: dict) -> str:
         return f"rejected: HTTP {g('status')} {g('reason')}"
     if ev == "connection.upgraded":
         ext = ", ".join(g("extensions") or []) or "none"
-        return f"upgraded: path {g('path')}, subprotocol {g('subprotocol')}, extensions: {ext}"
+        windows = (f" (deflate window {g('deflate_window_bits')} bits, inflate window "
+                   f"{g('inflate_window_bits')} bits)") if "deflate_window_bits" in r else ""
+        return f"upgraded: path {g('path')}, subprotocol {g('subprotocol')}, extensions: {ext}{windows}"
     if ev == "connection.closed":
         clean = "clean" if g("clean") else "not clean"
         return f"closed: code {g('code')} {json.dumps(g('reason'))}, initiated by {g('initiator')}, {clean}"
