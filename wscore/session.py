@@ -107,7 +107,7 @@ class Session:
         self.host = host
         self.log = host.log
         self.address = address
-        self.handshake: ServerHandshake | None = ServerHandshake(
+        self.handshake: ServerHandshake | None = None if upgraded is not None else ServerHandshake(
             origins=config.origins, subprotocols=config.subprotocols,
             select_subprotocol=getattr(app_cls, "select_subprotocol", None),
             negotiate_extensions=self._negotiate if config.compression.enabled else None)
@@ -133,7 +133,6 @@ class Session:
         self.recoveries = 0
         if upgraded is not None:
             result, self.deflate = upgraded
-            self.handshake = None
             self._write_now(result.response)
             self._open(result)
         else:
