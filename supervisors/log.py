@@ -175,6 +175,7 @@ def _json_record(logger: Any, method: str, event_dict: dict) -> str:
 
 _current: LogConfig | None = None
 _current_pid: int | None = None
+_base: Any = None
 
 
 def configure(config: LogConfig | None = None) -> None:
@@ -197,6 +198,10 @@ def configure(config: LogConfig | None = None) -> None:
     )
     _current = config
     _current_pid = os.getpid()
+    global _base
+    # A concrete logger with no context: get_logger binds on it.  (structlog's lazy
+    # proxy resolves the configuration on every bind: ~5 us, four times per connection.)
+    _base = structlog.get_logger().bind()
 
 
 def current() -> LogConfig:
@@ -206,7 +211,7 @@ def current() -> LogConfig:
 def get_logger(**bind: Any) -> Any:
     if _current is None:
         configure()
-    return structlog.get_logger().bind(**bind)
+    return _base.bind(**bind)
 
 
 def read_records(path: str) -> list[dict]:
