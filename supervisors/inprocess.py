@@ -36,10 +36,11 @@ import heapq
 import inspect
 import itertools
 from collections import deque
+from datetime import timedelta
 from typing import Any
 
 import thespian.system.simpleSystemBase as _simple
-from thespian.actors import ActorSystem
+from thespian.actors import ActorSystem, WakeupMessage
 from thespian.system.timing import ExpirationTimer, currentTime
 
 from .tiers import InProcessTier
@@ -53,7 +54,15 @@ class _SendQueue(deque):
 
 
 class _HeapWakeups:
-    """simpleSystemBase's WakeupManager methods over a heap."""
+    """simpleSystemBase's WakeupManager methods over a heap.
+
+    An entry is (due, seq, address, period, payload): no ExpirationTimer is
+    made per wakeupAfter (its construction and views were ~10% of a worker's
+    CPU per connection: every supervised start and exit arms one); the few
+    callers that want one (_next_wakeup, status) get it made on demand.  A
+    wakeup whose actor is gone when it is due is dropped here, where stock
+    would queue it for the dead-letter path (every connection leaves a few:
+    a start timeout or a report resend armed by an actor that ended first)."""
 
     def __init__(self, base: Any) -> None:
         self.heap: list = []
@@ -66,29 +75,57 @@ class _HeapWakeups:
 
     def add_timer(self, addr: Any, timer: ExpirationTimer, payload: Any) -> None:
         due = currentTime() + timer.view().remaining().total_seconds()
-        heapq.heappush(self.heap, (due, next(self.seq), addr, timer, payload))
+        heapq.heappush(self.heap, (due, next(self.seq), addr, timer.duration, payload))
 
     def _add_wakeup(self, from_actor: Any, time_period: Any, payload: Any) -> None:
-        self.add_timer(from_actor, ExpirationTimer(time_period), payload)
+        seconds = time_period.total_seconds() if isinstance(time_period, timedelta) else time_period
+        heapq.heappush(self.heap, (currentTime() + seconds, next(self.seq), from_actor, time_period, payload))
+
+    def wakeup_after(self, from_actor: Any, time_period: Any, payload: Any) -> None:
+        """ActorSystemBase.wakeupAfter: add, then queue what is due."""
+        self._add_wakeup(from_actor, time_period, payload)
+        if self.heap[0][0] <= currentTime():
+            self.realize()
+
+    def realize(self) -> None:
+        """ActorSystemBase._realizeWakeups: queue the due wakeups to live actors."""
+        heap = self.heap
+        if not heap:
+            return
+        ct = currentTime()
+        if heap[0][0] > ct:
+            return
+        base = self.base
+        registry, pending, lock = base.actorRegistry, base._pendingSends, base._private_lock
+        while heap and heap[0][0] <= ct:
+            _due, _n, addr, period, payload = heapq.heappop(heap)
+            tgt = registry.get(addr.actorAddressString, None)
+            if tgt is None or not tgt._inst:
+                continue    # its actor is gone: stock would dead-letter it
+            with lock:
+                pending.append(_simple.PendingSend(addr, WakeupMessage(period, payload), addr))
 
     def _pop_expired_wakeups(self, ct: float) -> list:
         heap = self.heap
-        if not heap or heap[0][0] > ct:
-            return []
         out = []
         while heap and heap[0][0] <= ct:
-            _due, _n, addr, timer, payload = heapq.heappop(heap)
-            out.append((addr, timer, payload))
+            _due, _n, addr, period, payload = heapq.heappop(heap)
+            out.append((addr, ExpirationTimer(period), payload))
         return out
 
+    def _timer(self, entry: tuple) -> ExpirationTimer:
+        timer = ExpirationTimer(entry[3])
+        timer._time_to_quit = entry[0]
+        return timer
+
     def _next_wakeup(self) -> Any:
-        return self.heap[0][3] if self.heap else None
+        return self._timer(self.heap[0]) if self.heap else None
 
     def next_due(self) -> float | None:
         return self.heap[0][0] if self.heap else None
 
     def add_wakeups_to_status(self, statusmsg: Any) -> Any:
-        statusmsg.addWakeups([(e[2], e[3]) for e in self.heap])
+        statusmsg.addWakeups([(e[2], self._timer(e)) for e in self.heap])
         return statusmsg
 
 
@@ -131,6 +168,8 @@ def adopt(base: Any) -> InProcessTier:
     base._supervisors_wakeups = wakeups
     base._add_wakeup = wakeups._add_wakeup
     base._pop_expired_wakeups = wakeups._pop_expired_wakeups
+    base._realizeWakeups = wakeups.realize
+    base.wakeupAfter = wakeups.wakeup_after
     base._next_wakeup = wakeups._next_wakeup
     base.add_wakeups_to_status = wakeups.add_wakeups_to_status
     base._pendingSends = _SendQueue(base._pendingSends)
