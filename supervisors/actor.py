@@ -130,6 +130,7 @@ class SupervisedActor(Actor):
     _sup_current_message = None
     _sup_log_context: dict = {}
     _sup_token = 0
+    _sup_report_start = True
     _sup_report: Any = None
     _sup_tier: Any = None
     _sup_actor_id: str | None = None
@@ -207,6 +208,7 @@ class SupervisedActor(Actor):
         self._sup_parent = sender
         self._sup_child_id = msg.child_id
         self._sup_token = msg.token
+        self._sup_report_start = msg.report_start
         self._sup_log_context = dict(msg.log_context)
         identity = dict(actor=type(self).__name__, actor_id=self._sup_actor_id,
                         child_id=_jsonable(msg.child_id), supervisor=msg.supervisor_name,
@@ -230,7 +232,8 @@ class SupervisedActor(Actor):
         self._ack_init()
 
     def _ack_init(self) -> None:
-        self._sup_log.info("actor.started")
+        if self._sup_report_start:
+            self._sup_log.info("actor.started")
         self.send(self._sup_parent, InitAck(self._sup_pid, self._sup_start_time, self._sup_token,
                                            self._sup_actor_id))
 

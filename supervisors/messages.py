@@ -40,6 +40,7 @@ class Init:
     supervisor_pid: int
     log_context: dict = field(default_factory=dict)
     token: int = 0       # this incarnation's number; echoed in everything the child sends back
+    report_start: bool = True   # False: the supervisor's supervisor.child.started is the start's only record
 
 
 @dataclass

@@ -377,7 +377,7 @@ class Supervisor(SupervisedActor):
         self._by_incarnation[child.incarnation] = child
         self._by_key.setdefault(child.key, {})[child.incarnation] = child
         self.send(address, Init(spec.id, spec.args, spec.kwargs, _log.current(), self.name, os.getpid(),
-                                spec.log_context, child.incarnation))
+                                spec.log_context, child.incarnation, self._sup_tier.children_report_start))
         self._arm_poll(self.flags.liveness_poll)
         in_time = yield _Wait(lambda: child.acked or child.death_complete(), spec.start_timeout)
         if child.acked and not child.reported and not child.dead:

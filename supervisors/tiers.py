@@ -39,6 +39,8 @@ class ProcessTier:
     name = "process"
     polls_liveness = True
     exit_ends_actor_only = False   # an exit fault ends the process
+    # A child process writes actor.started itself: its own pid, from its own process.
+    children_report_start = True
 
     def identity(self, actor: Any) -> tuple[int, int | None, str]:
         pid = os.getpid()
@@ -105,6 +107,10 @@ class InProcessTier:
     name = "in_process"
     polls_liveness = False
     exit_ends_actor_only = True    # an exit fault ends this actor alone
+    # A child's start is recorded once, by its supervisor's supervisor.child.started (same
+    # process and thread, written as the InitAck arrives; OTP's progress report): one record
+    # fewer per actor, two per connection.
+    children_report_start = False
 
     def __init__(self, system_base: Any) -> None:
         self.base = system_base

@@ -862,3 +862,25 @@ def test_console_format_is_one_short_line_per_event(tmp_path):
     assert "supervisor.child.started" in console and "child_id" in console
     assert len(console) < 300 and "xxxxx" not in console
     assert json.loads(js)["started"]["start"].endswith("x" * 10 + ")")   # the JSON keeps it all
+
+
+def test_an_in_process_start_is_its_supervisors_record():
+    """On the in-process tier a child writes no actor.started: the supervisor's
+    supervisor.child.started is its start, and the check still holds it to an end."""
+    W = 4242
+    b = LogBuilder()
+    b.started(W, "WorkerActor", "worker-1", "workers", actor_id=str(W))
+    b.add("supervisor.child.started", W, actor="Supervisor", actor_id=f"{W}/A~a", supervisor="connections",
+          child_id="connection", child_pid=W, child_actor_id=f"{W}/A~a~a",
+          started={**offender(W, "connection", "temporary", "supervisor"), "actor": "ConnectionSupervisor"})
+    b.stopped(W, "ConnectionSupervisor", "connection", "connections", actor_id=f"{W}/A~a~a",
+                      reason="shutdown")
+    b.stopped(W, "WorkerActor", "worker-1", "workers", actor_id=str(W))
+    b.add("server.stopped", 1, actor="Runtime", status=0)
+    assert logs.check(b.records).ok
+    # neither the worker nor the ConnectionSupervisor ended: both are flagged (the in-process one
+    # by its supervisor.child.started, the only record of its start)
+    never = [r for r in b.records if r["event"] != "actor.stopped"]
+    v = violations(never)
+    assert [x.invariant for x in v] == [2, 2], [str(x) for x in v]
+    assert "ConnectionSupervisor pid 4242 (child connection of connections)" in str(v[1])

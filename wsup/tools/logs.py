@@ -484,7 +484,9 @@ class Proc:
     supervisor: str | None = None    # the name of the supervisor in charge of it
     name: str | None = None          # its own name, if it is a supervisor
     connection_id: str | None = None
-    started_at: int | None = None    # index of its actor.started
+    # index of its actor.started, or of the supervisor.child.started about it (an in-process
+    # actor's start has only that record)
+    started_at: int | None = None
     acked: bool = False              # its start completed (actor.started, or a child.started about it)
     start_time: datetime | None = None
     parent: "Proc | None" = None
@@ -572,6 +574,8 @@ class Processes:
                 if child is not None:
                     started = r.get("started") if isinstance(r.get("started"), dict) else {}
                     child.acked = True
+                    if child.started_at is None:
+                        child.started_at = i
                     child.actor = child.actor or started.get("actor")
                     if child.child_id is None:
                         child.child_id = r.get("child_id")
