@@ -131,6 +131,7 @@ class SupervisedActor(Actor):
     _sup_log_context: dict = {}
     _sup_token = 0
     _sup_report_start = True
+    _sup_exact = False
     _sup_report: Any = None
     _sup_tier: Any = None
     _sup_actor_id: str | None = None
@@ -209,6 +210,7 @@ class SupervisedActor(Actor):
         self._sup_child_id = msg.child_id
         self._sup_token = msg.token
         self._sup_report_start = msg.report_start
+        self._sup_exact = msg.exact_delivery
         self._sup_log_context = dict(msg.log_context)
         identity = dict(actor=type(self).__name__, actor_id=self._sup_actor_id,
                         child_id=_jsonable(msg.child_id), supervisor=msg.supervisor_name,
@@ -241,7 +243,16 @@ class SupervisedActor(Actor):
         self._sup_phase = EXITING
         self._sup_report = InitFailed(self._sup_pid, reason, self._sup_token)
         self.send(self._sup_parent, self._sup_report)
-        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, REPORT_RESEND))
+        self._arm_resend()
+
+    def _arm_resend(self) -> None:
+        """Resend the report until the supervisor ends us (a report can be
+        lost with a transmit), and give up after SELF_EXIT_AFTER (the
+        supervisor is gone or stuck).  Neither can happen under a
+        supervisor in this thread: no timer then (every connection's actors
+        armed one each)."""
+        if not self._sup_exact:
+            self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, REPORT_RESEND))
 
     def _waiting_to_exit(self, waited: float) -> None:
         """Reported ``waited`` s ago, not yet ended by the supervisor: report
@@ -285,7 +296,7 @@ class SupervisedActor(Actor):
         if not crashed:
             self._sup_log.info("actor.stopped", reason=reasons.to_json(reason))
         self._report_exit(reason)
-        self.wakeupAfter(REPORT_RESEND, payload=(_SELF_EXIT, REPORT_RESEND))
+        self._arm_resend()
 
     def _report_exit(self, reason: Any) -> None:
         if self._sup_parent is not None:

@@ -41,6 +41,9 @@ class Init:
     log_context: dict = field(default_factory=dict)
     token: int = 0       # this incarnation's number; echoed in everything the child sends back
     report_start: bool = True   # False: the supervisor's supervisor.child.started is the start's only record
+    # True: the supervisor runs in this thread (in-process tier): a report to it cannot be lost and
+    # it cannot be gone while we live, so reports are not resent and no self-exit timer is armed
+    exact_delivery: bool = False
 
 
 @dataclass

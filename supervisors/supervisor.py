@@ -110,12 +110,13 @@ class _Wait:
     ``timeout`` seconds (None: forever).  The operation is resumed with True,
     or False on timeout."""
 
-    __slots__ = ("until", "timeout", "token")
+    __slots__ = ("until", "timeout", "token", "deadline")
 
     def __init__(self, until: Callable[[], bool], timeout: float | None = None) -> None:
         self.until = until
         self.timeout = timeout
         self.token = 0
+        self.deadline: float | None = None
 
 
 class Supervisor(SupervisedActor):
@@ -157,6 +158,7 @@ class Supervisor(SupervisedActor):
         self._token = 0
         self._shutting_down = False
         self._polls: list[float] = []   # due times of the liveness checks we asked Thespian for
+        self._wait_timers: list[float] = []   # due times of the wait timers we asked Thespian for
         self._rlog = _log.get_logger(actor=type(self).__name__, actor_id=self._sup_actor_id,
                                      supervisor=self.name, **self._sup_log_context)
 
@@ -290,8 +292,15 @@ class Supervisor(SupervisedActor):
                 child.reason = KILLED
                 child.grace_over = True
                 self._death_complete(child)
-        elif kind == "wait" and self._wait is not None and self._wait.token == payload[1]:
-            wait, self._wait = self._wait, None
+        elif kind == "wait":
+            self._wait_timers = [t for t in self._wait_timers if t != payload[1]]
+            wait = self._wait
+            if wait is None or wait.deadline is None:
+                return
+            if wait.deadline > time.monotonic() + 0.002:
+                self._arm_wait_timer(wait.deadline)   # a later wait than the one this timer was for
+                return
+            self._wait = None
             self._drive(wait.until())
 
     # -- liveness -------------------------------------------------------------
@@ -353,8 +362,20 @@ class Supervisor(SupervisedActor):
             wait.token = self._token
             self._wait = wait
             if wait.timeout is not None:
-                self.wakeupAfter(max(wait.timeout, 0.0), payload=(_TIMER, "wait", wait.token))
+                wait.deadline = time.monotonic() + max(wait.timeout, 0.0)
+                self._arm_wait_timer(wait.deadline)
             return
+
+    def _arm_wait_timer(self, deadline: float) -> None:
+        """A timer by ``deadline``, unless one is already due by then: when
+        it fires, the wait in progress times out or a timer is armed for its
+        own deadline.  One wait at a time, most finished long before their
+        timeout: a supervisor starting children one after another keeps one
+        timer outstanding, not one per start."""
+        if any(t <= deadline + 0.001 for t in self._wait_timers):
+            return
+        self._wait_timers.append(deadline)
+        self.wakeupAfter(max(deadline - time.monotonic(), 0.0), payload=(_TIMER, "wait", deadline))
 
     def _check_wait(self) -> None:
         if self._wait is not None and self._wait.until():
@@ -377,7 +398,8 @@ class Supervisor(SupervisedActor):
         self._by_incarnation[child.incarnation] = child
         self._by_key.setdefault(child.key, {})[child.incarnation] = child
         self.send(address, Init(spec.id, spec.args, spec.kwargs, _log.current(), self.name, os.getpid(),
-                                spec.log_context, child.incarnation, self._sup_tier.children_report_start))
+                                spec.log_context, child.incarnation, self._sup_tier.children_report_start,
+                                self._sup_tier.exact_delivery))
         self._arm_poll(self.flags.liveness_poll)
         in_time = yield _Wait(lambda: child.acked or child.death_complete(), spec.start_timeout)
         if child.acked and not child.reported and not child.dead:

@@ -41,6 +41,7 @@ class ProcessTier:
     exit_ends_actor_only = False   # an exit fault ends the process
     # A child process writes actor.started itself: its own pid, from its own process.
     children_report_start = True
+    exact_delivery = False         # a message can be lost with its process (transmit failures)
 
     def identity(self, actor: Any) -> tuple[int, int | None, str]:
         pid = os.getpid()
@@ -111,6 +112,9 @@ class InProcessTier:
     # process and thread, written as the InitAck arrives; OTP's progress report): one record
     # fewer per actor, two per connection.
     children_report_start = False
+    # Delivery between the actors of one system is a function call: nothing is lost, and an
+    # actor's supervisor outlives it (a kill drops the subtree).
+    exact_delivery = True
 
     def __init__(self, system_base: Any) -> None:
         self.base = system_base

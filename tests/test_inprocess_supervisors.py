@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 
 import pytest
+from thespian.actors import WakeupMessage
 
 from supervisors import (ONE_FOR_ALL, ONE_FOR_ONE, PERMANENT, REST_FOR_ONE, SIMPLE_ONE_FOR_ONE,
                          TEMPORARY, TRANSIENT, ChildRef, ChildSpec, LogConfig, Runtime,
@@ -235,3 +237,68 @@ def test_wakeups_scale_with_thousands_of_timers(rt):
     loaded = per_delivery()
     assert loaded < base * 3 + 50e-6, (base, loaded)
     assert len(sysbase._supervisors_wakeups.heap) >= 20000
+
+
+class NeverAcks(SupervisedActor):
+    """Its init returns but it never acknowledges the start (as a supervisor
+    whose children do not start would): only the start timeout ends it."""
+
+    def init(self) -> None:
+        EVENTS.append(("init", "never", self.actor_id))
+
+    def _after_init(self) -> None:
+        pass
+
+
+class Timed(SupervisedActor):
+    def init(self) -> None:
+        pass
+
+    def handle_message(self, msg, sender):
+        if isinstance(msg, tuple) and msg[0] == "after":
+            self.wakeupAfter(msg[1], payload=("tick", msg[2]))
+        elif isinstance(msg, WakeupMessage):
+            EVENTS.append(("wakeup", msg.payload, msg.delayPeriod))
+
+
+def test_start_timeouts_with_one_wait_timer_outstanding(rt, log):
+    """A supervisor keeps one wait timer outstanding (the earliest deadline):
+    a short start timeout after a long one still times out on time, and a
+    hung in-process child is killed."""
+    root = start(rt, [w("a")])
+    assert rt.start_child(root, ChildSpec("slowly", (Recorder, (), dict(name="slowly")), restart=TEMPORARY,
+                                          start_timeout=60))[0] == "ok"
+    t = time.monotonic()
+    spec = ChildSpec("never", (NeverAcks, ()), restart=TEMPORARY, start_timeout=0.3)
+    assert rt.start_child(root, spec) == ("error", "timeout")
+    assert 0.25 < time.monotonic() - t < 3
+    [err] = log.events("supervisor.start_error", child_id="never")
+    assert err["reason"] == "timeout"
+    assert {c[0] for c in rt.which_children(root)} == {"a", "slowly"}
+    # and again, now that a timer for the 60 s wait's deadline may still be outstanding
+    t = time.monotonic()
+    assert rt.start_child(root, spec) == ("error", "timeout")
+    assert time.monotonic() - t < 3
+
+
+def drive_until(rt, cond, timeout=5.0):
+    """Run the in-process system (it runs only inside tell/ask/listen) until cond()."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        rt.system.listen(0.02)
+
+
+def test_wakeups_reach_live_actors_and_are_dropped_for_dead_ones(rt):
+    root = start(rt, [ChildSpec("t", (Timed, ()), restart=TEMPORARY)])
+    t = ref_of(rt, "t")
+    rt.tell(t, ("after", 0.05, 1))
+    rt.tell(t, ("after", timedelta(milliseconds=80), 2))
+    drive_until(rt, lambda: len([e for e in EVENTS if e[0] == "wakeup"]) == 2)
+    got = [e[1:] for e in EVENTS if e[0] == "wakeup"]
+    assert got == [(("tick", 1), 0.05), (("tick", 2), timedelta(milliseconds=80))]
+    rt.tell(t, ("after", 0.05, 3))
+    assert rt.terminate_child(root, "t") == "ok"
+    heap = rt.system._systemBase._supervisors_wakeups.heap
+    drive_until(rt, lambda: not any(e[4] == ("tick", 3) for e in heap))   # due, and dropped: its actor is gone
+    assert len([e for e in EVENTS if e[0] == "wakeup"]) == 2
