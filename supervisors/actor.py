@@ -47,6 +47,10 @@ _SELF_EXIT = "__supervisors_self_exit__"
 NEW, RUNNING, EXITING = "new", "running", "exiting"
 
 
+# Messages _sup_receive handles itself (or that need its phase checks); every
+# other class goes straight to handle_message while the actor runs.
+_CONTROL = (ActorExitRequest, Init, ShutdownRequest)
+
 class SupervisedActor(Actor):
     """Base class for supervised actors (workers and supervisors)."""
 
@@ -156,6 +160,16 @@ class SupervisedActor(Actor):
             return None
 
     def _sup_receive(self, message: Any, sender: Any) -> Any:
+        if self._sup_phase == RUNNING and not self._sup_killed and not isinstance(message, _CONTROL):
+            # the common case: a running actor and an ordinary message
+            self._sup_current_message = message
+            try:
+                self.handle_message(message, sender)
+            except Exception as exc:  # let it crash: report and exit
+                self._crash(exc, message)
+            finally:
+                self._sup_current_message = None
+            return self._watch() if self._sup_watches else None
         if self._sup_killed:
             if isinstance(message, ActorExitRequest):
                 self._dropped(killed=True)
@@ -197,6 +211,10 @@ class SupervisedActor(Actor):
             self._sup_gone = True
             self.tier.died(self, killed)
 
+    # Whether to ask Thespian to watch watched_fds() (multiprocTCPBase's
+    # ThespianWatch): not on the in-process tier, whose loop owns readiness.
+    _sup_watches = True
+
     def _watch(self) -> Any:
         if self._sup_phase != RUNNING:
             return None
@@ -205,6 +223,7 @@ class SupervisedActor(Actor):
 
     def _on_init(self, msg: Init, sender: Any) -> None:
         tier = self.tier
+        self._sup_watches = tier.name == "process"
         self._sup_pid, self._sup_start_time, self._sup_actor_id = tier.identity(self)
         self._sup_parent = sender
         self._sup_child_id = msg.child_id

@@ -129,6 +129,13 @@ class _HeapWakeups:
         return statusmsg
 
 
+def _actor_send(ref: Any, to: Any, msg: Any) -> None:
+    """ActorRef.actor_send: what ActorSystemBase.actor_send does, one call fewer (every send)."""
+    base = ref._system._systemBase
+    with base._private_lock:
+        base._pendingSends.append(_simple.PendingSend(ref._addr, msg, to))
+
+
 def _receive(actor: Any, msg: Any, sender: Any) -> None:
     actor.receiveMessage(msg, sender)
 
@@ -175,6 +182,7 @@ def adopt(base: Any) -> InProcessTier:
     _simple.actor_base_receive = _receive
     _simple.withPossibleInitArgs = _InitArgs
     _simple.actualActorClass = _actual_actor_class
+    _simple.ActorRef.actor_send = _actor_send
     wakeups = _HeapWakeups(base)
     base._supervisors_wakeups = wakeups
     base._add_wakeup = wakeups._add_wakeup
@@ -211,12 +219,14 @@ def _fast_sends(base: Any, wakeups: _HeapWakeups) -> None:
         msg = ps.msg
         if ps.attempts or isinstance(msg, _SLOW_KINDS):
             return stock_single(ps)
-        tgt = registry.get(ps.toActor.actorAddressString, None)
+        key = ps.toActor._aaddr
+        tgt = registry.get(key if key.__class__ is str else str(key), None)
         inst = tgt._inst if tgt else None
         if not inst:
             return stock_single(ps)
         try:
-            inst._receive(msg, ps.sender)
+            # what inst._receive does for an actor made after adopt() (_receive)
+            inst.receiveMessage(msg, ps.sender)
         except Exception:
             _simple.logging.getLogger("Thespian").warning(
                 "Failure of Actor %s during message processing (attempt %s)", tgt.address, ps.attempts,
@@ -226,6 +236,8 @@ def _fast_sends(base: Any, wakeups: _HeapWakeups) -> None:
             with lock:
                 pending.append(ps)
 
+    heap = wakeups.heap
+
     def run_sends(timeout: Any = None, stop_on_available: Any = False) -> None:
         if timeout is not None or stop_on_available:
             return stock_run_sends(timeout, stop_on_available)
@@ -234,8 +246,7 @@ def _fast_sends(base: Any, wakeups: _HeapWakeups) -> None:
             numsends += 1
             if limit and numsends > limit:
                 raise RuntimeError("Too many sends")
-            due = next_due()
-            if due is not None and due <= currentTime():
+            if heap and heap[0][0] <= currentTime():
                 realize()
             with lock:
                 try:
