@@ -134,3 +134,32 @@ def test_quick_benchmark_against_wsup(tmp_path):
         assert s["exit"] == 0, (name, s)
     assert not [p for p in data["problems"] if "left" in p], data["problems"]
     assert "| echo N=1 deflate: msgs/s ↑ |" in proc.stdout
+
+
+def test_sigterm_stops_the_servers_it_started(tmp_path):
+    """SIGTERM to `wsup bench` (as Ctrl-C) stops every server it started before it exits."""
+    import re
+    import signal
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsup.cli", "bench", "--servers", "wsup,websockets", "--parts", "echo",
+         "--conns", "1", "--rounds", "5", "--duration", "5"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    pids, lines = {}, []
+    deadline = time.monotonic() + 60
+    try:
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, lines
+            line = proc.stderr.readline()
+            lines.append(line)
+            m = re.search(r"\] (\S+): pid (\d+), port", line)
+            if m:
+                pids[m.group(1)] = int(m.group(2))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for name, pid in pids.items():
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", name

@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # wsup/tools/ -> the checkout
@@ -744,8 +745,14 @@ def wsup_health(server: Server) -> dict:
             "check": check, "stderr": server.stderr_text()[-1500:]}
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)    # unwinds through run()'s finally: the servers are stopped
+
+
 def run(args: argparse.Namespace) -> int:
     args = _settle(args)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)   # as Ctrl-C: stop what we started, then exit
     PROBLEMS.clear()
     if not os.path.exists(LOADGEN):
         print(f"wsup bench: {LOADGEN} not found: the benchmark needs a source checkout of wsup", file=sys.stderr)
