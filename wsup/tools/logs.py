@@ -896,7 +896,8 @@ def check(records: Sequence[dict], lines: Sequence[int] | None = None,
     counts = {
         "records": len(records),
         "connections": len({r.get("connection_id") for r in records if r.get("event") == "connection.accepted"}),
-        "actors_started": sum(1 for r in records if r.get("event") == "actor.started"),
+        # an actor.started, or (in-process) the supervisor.child.started that is its start
+        "actors_started": sum(1 for p in procs.procs if p.started_at is not None),
         "crashes": sum(1 for r in records if r.get("event") == "actor.crashed"),
         "kills": sum(1 for r in records if r.get("event") in ("supervisor.child.terminated",
                                                               "supervisor.shutdown_error")
