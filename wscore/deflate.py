@@ -77,6 +77,8 @@ class _Malformed(Exception):
 
 def _split_top(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside quoted strings."""
+    if '"' not in text:
+        return text.split(sep)      # nothing quoted (every offer seen in practice): the same split
     parts, cur, quoted, esc = [], [], False, False
     for ch in text:
         if esc:
