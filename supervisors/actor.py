@@ -161,15 +161,7 @@ class SupervisedActor(Actor):
 
     def _sup_receive(self, message: Any, sender: Any) -> Any:
         if self._sup_phase == RUNNING and not self._sup_killed and not isinstance(message, _CONTROL):
-            # the common case: a running actor and an ordinary message
-            self._sup_current_message = message
-            try:
-                self.handle_message(message, sender)
-            except Exception as exc:  # let it crash: report and exit
-                self._crash(exc, message)
-            finally:
-                self._sup_current_message = None
-            return self._watch() if self._sup_watches else None
+            return self._handle(message, sender)   # the common case: a running actor, an ordinary message
         if self._sup_killed:
             if isinstance(message, ActorExitRequest):
                 self._dropped(killed=True)
@@ -195,6 +187,9 @@ class SupervisedActor(Actor):
         if isinstance(message, ShutdownRequest) and sender == self._sup_parent:
             self._on_shutdown_request()
             return self._watch()
+        return self._handle(message, sender)
+
+    def _handle(self, message: Any, sender: Any) -> Any:
         self._sup_current_message = message
         try:
             self.handle_message(message, sender)
@@ -202,7 +197,7 @@ class SupervisedActor(Actor):
             self._crash(exc, message)
         finally:
             self._sup_current_message = None
-        return self._watch()
+        return self._watch() if self._sup_watches else None
 
     def _dropped(self, killed: bool) -> None:
         """Thespian removes this actor after this message: tell the tier

@@ -212,7 +212,7 @@ def _fast_sends(base: Any, wakeups: _HeapWakeups) -> None:
     ``stop_on_available`` (listen/ask) — goes through the stock methods."""
     stock_run_sends, stock_single = base._runSends, base._runSingleSend
     pending, lock, registry = base._pendingSends, base._private_lock, base.actorRegistry
-    realize, next_due = base._realizeWakeups, wakeups.next_due
+    realize = base._realizeWakeups
     PendingSend = _simple.PendingSend
 
     def single(ps: Any) -> None:
@@ -256,8 +256,7 @@ def _fast_sends(base: Any, wakeups: _HeapWakeups) -> None:
             single(ps)
 
     def tell(to: Any, msg: Any) -> None:
-        due = next_due()
-        if due is not None and due <= currentTime():
+        if heap and heap[0][0] <= currentTime():
             realize()
         with lock:
             pending.append(PendingSend(registry["System:ExternalRequester"].address, msg, to))
