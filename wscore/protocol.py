@@ -133,7 +133,6 @@ class ServerProtocol:
         self._out = bytearray()
         self._events: list[Any] = []
         self._in_frame = False
-        self._frame_size = 0
         self._msg_opcode: int | None = None
         self._msg_parts: list[Any] = []
         self._msg_size = 0
@@ -191,7 +190,6 @@ class ServerProtocol:
         new_frame = not self._in_frame
         self._in_frame = not frame_finished
         if new_frame:
-            self._frame_size = 0
             if opcode == CONTINUATION:
                 if self._msg_opcode is None:
                     raise ProtocolFailure(PROTOCOL_ERROR, "continuation frame without a message")
@@ -199,9 +197,6 @@ class ServerProtocol:
                 if self._msg_opcode is not None:
                     raise ProtocolFailure(PROTOCOL_ERROR, "new message before the last one finished")
                 self._start_message(opcode, rsv1)
-        self._frame_size += len(data)
-        if self.max_frame_size is not None and self._frame_size > self.max_frame_size:
-            raise ProtocolFailure(MESSAGE_TOO_BIG, f"frame over the limit of {self.max_frame_size} bytes")
         final = frame_finished and fin
         if self._msg_compressed and self.state == OPEN:
             if self._async:
