@@ -149,6 +149,23 @@ def test_roundtrip_across_messages(takeover):
     assert client_inflate([dfl.compress(m) for m in msgs]) == msgs
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"", b"hello " * 50, b"hello world " * 40, b"abc" * 3000, b"x"]),
+                min_size=1, max_size=8),
+       st.sampled_from([(12, 6, 5), (15, 1, 8), (9, 9, 9)]))
+def test_no_context_takeover_messages_inflate_each_with_a_fresh_inflater(msgs, config):
+    """server_no_context_takeover: every message decodes on its own, although one
+    zlib stream deflates them all (repeated messages tempt back-references)."""
+    wbits, level, mem = config
+    dfl = Deflater("d", wbits, level, mem, True)
+    for m in msgs:
+        payload = dfl.compress(m)
+        assert zlib.decompressobj(-max(wbits, 9)).decompress(payload + b"\x00\x00\xff\xff") == m
+    # and a client that keeps one inflater decodes them too
+    dfl = Deflater("d", wbits, level, mem, True)
+    assert client_inflate([dfl.compress(m) for m in msgs], wbits=max(wbits, 9)) == msgs
+
+
 def test_inflate_in_fragments():
     [payload] = client_deflate([b"abc" * 10000])
     inf = Inflater("i", 15, False, 1 << 20, 25)

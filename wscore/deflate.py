@@ -38,7 +38,7 @@ _WBITS = re.compile(r"^(?:[89]|1[0-5])$")
 class DeflateSettings:
     """The server's compression options (``wsup serve --compression-*``)."""
     enabled: bool = True
-    level: int = 6
+    level: int = 1                 # zlib's fastest, as aiohttp: ~2x less CPU than 6, ~3% larger (docs/compression.md)
     mem_level: int = 5
     window_bits: int = 12          # preferred window for both directions (memory per connection)
     threshold: int = 64            # messages shorter than this are sent uncompressed
@@ -258,11 +258,15 @@ class Deflater(_Context):
 
     def compress(self, data: bytes) -> bytes:
         obj = self._live()
-        out = obj.compress(data) + obj.flush(zlib.Z_SYNC_FLUSH)
+        # No context takeover: Z_FULL_FLUSH ends the message as Z_SYNC_FLUSH does and
+        # resets the compression state, so the next message refers to nothing before it
+        # (zlib.h: "decompression can restart from this point").  One stream for the
+        # connection instead of a new compressobj per message (aiohttp does the same):
+        # 9.2 -> 6.6 us per 1 KiB message, ten connections in turn (2026-12-04).
+        out = obj.compress(data) + obj.flush(zlib.Z_FULL_FLUSH if self.no_context_takeover
+                                             else zlib.Z_SYNC_FLUSH)
         if out.endswith(TAIL):
             out = out[:-4]
-        if self.no_context_takeover:
-            self._obj = self._new()
         return out or b"\x00"  # an empty message deflates to one empty stored block
 
 

@@ -85,7 +85,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     z = p.add_argument_group("permessage-deflate (RFC 7692)")
     z.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
                    help="negotiate permessage-deflate with clients that offer it (default on)")
-    z.add_argument("--compression-level", type=int, default=6, help="zlib level 0-9 (default 6)")
+    z.add_argument("--compression-level", type=int, default=1,
+                   help="zlib level 0-9 (default 1, the fastest; 6 for ~3-10%% fewer bytes at ~2x the CPU)")
     z.add_argument("--compression-mem-level", type=int, default=5,
                    help="zlib memLevel 1-9: deflate state memory (default 5)")
     z.add_argument("--compression-window-bits", type=int, default=12,
