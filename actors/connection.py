@@ -104,7 +104,14 @@ class ConnectionActor(SupervisedActor):
 
     def handle_message(self, message: Any, sender: Any) -> None:
         s = self.session
-        if isinstance(message, PortData):
+        kind = message.__class__     # the three of every compressed message first, by class
+        if kind is PortData:
+            s.data_received(message.data)
+        elif kind is Inflated:
+            s.inflated(message.data)
+        elif kind is Deflated:
+            s.deflated(message.seq, message.payload)
+        elif isinstance(message, PortData):
             s.data_received(message.data)
         elif isinstance(message, WakeupMessage) and isinstance(message.payload, tuple) \
                 and message.payload[:1] == (_TIMER,):

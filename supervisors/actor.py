@@ -142,9 +142,20 @@ class SupervisedActor(Actor):
     _sup_pid = 0
     _sup_start_time: int | None = None
     _sup_killed = False     # set by an in-process kill: dropped without terminate
+    _sup_fast = False       # RUNNING and not killed: receiveMessage's inlined path
     _sup_gone = False
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
+        if self._sup_fast and not isinstance(message, _CONTROL) and not faults.ACTIVE:
+            # the common case, inlined (_sup_receive, _handle): a running actor, an ordinary message
+            self._sup_current_message = message
+            try:
+                self.handle_message(message, sender)
+            except Exception as exc:  # let it crash: report and exit
+                self._crash(exc, message)
+            finally:
+                self._sup_current_message = None
+            return self._watch() if self._sup_watches else None
         if not faults.ACTIVE:
             return self._sup_receive(message, sender)
         faults.exit_ends_actor_only(self.tier.exit_ends_actor_only)
@@ -153,7 +164,7 @@ class SupervisedActor(Actor):
         except faults.FaultExit:
             # An exit fault on the in-process tier: the untrappable kill of this actor.
             if isinstance(message, ActorExitRequest):
-                self._sup_killed = True
+                self._sup_killed, self._sup_fast = True, False
                 self._dropped(killed=True)   # Thespian removes us after this message
             else:
                 self.tier.kill_address(self.myAddress)
@@ -231,7 +242,10 @@ class SupervisedActor(Actor):
                         **self._sup_log_context)
         tier.setup_actor(msg.log, identity)
         self._sup_log = _log.get_logger(**identity)
-        self._sup_phase = RUNNING
+        send = tier.fast_send(self)
+        if send is not None:
+            self.send = send      # type: ignore[method-assign]
+        self._sup_phase, self._sup_fast = RUNNING, True
         try:
             self.init(*msg.args, **msg.kwargs)
         except Exception as exc:
@@ -254,7 +268,7 @@ class SupervisedActor(Actor):
                                            self._sup_actor_id))
 
     def _fail_init(self, reason: Any) -> None:
-        self._sup_phase = EXITING
+        self._sup_phase, self._sup_fast = EXITING, False
         self._sup_report = InitFailed(self._sup_pid, reason, self._sup_token)
         self.send(self._sup_parent, self._sup_report)
         self._arm_resend()
@@ -299,7 +313,7 @@ class SupervisedActor(Actor):
         the supervisor to end the process."""
         if self._sup_phase == EXITING:
             return
-        self._sup_phase = EXITING
+        self._sup_phase, self._sup_fast = EXITING, False
         try:
             self.terminate(reason)
         except Exception as exc:

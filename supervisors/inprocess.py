@@ -215,9 +215,14 @@ def _fast_sends(base: Any, wakeups: _HeapWakeups) -> None:
     realize = base._realizeWakeups
     PendingSend = _simple.PendingSend
 
+    slow_class: dict[type, bool] = {}   # message class -> one of Thespian's own kinds?
+
     def single(ps: Any) -> None:
         msg = ps.msg
-        if ps.attempts or isinstance(msg, _SLOW_KINDS):
+        slow = slow_class.get(msg.__class__)
+        if slow is None:
+            slow = slow_class[msg.__class__] = issubclass(msg.__class__, _SLOW_KINDS)
+        if slow or ps.attempts:
             return stock_single(ps)
         key = ps.toActor._aaddr
         tgt = registry.get(key if key.__class__ is str else str(key), None)

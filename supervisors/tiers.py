@@ -58,6 +58,10 @@ class ProcessTier:
     def died(self, actor: Any, killed: bool) -> None:
         """Nothing to release for a process: the kernel does it."""
 
+    def fast_send(self, actor: Any) -> None:
+        """None: a process actor sends with Thespian's Actor.send."""
+        return None
+
     def gone(self, child: Any) -> bool:
         """After a ChildActorExited: is the child really gone?  Thespian sends
         it when the child says goodbye, a few ms before the process is gone;
@@ -134,6 +138,25 @@ class InProcessTier:
         """Nothing process-wide: the worker configured logging and signals,
         and many actors share this process."""
 
+    def fast_send(self, actor: Any) -> Callable[[Any, Any], None]:
+        """``actor.send`` for an actor of this system: what Actor.send and
+        ActorRef.actor_send do (check the address, queue a PendingSend), with
+        the queue, its lock and the sender's address looked up once instead of
+        at every send (four sends per compressed echo).  Holds no reference to
+        the actor (no cycle: a dropped actor is freed at once)."""
+        from thespian.actors import ActorAddress, InvalidActorAddress
+        from thespian.system.simpleSystemBase import PendingSend
+
+        base = self.base
+        lock, append, me = base._private_lock, base._pendingSends.append, actor._myRef._addr
+
+        def send(to: Any, msg: Any) -> None:
+            if to.__class__ is not ActorAddress and not isinstance(to, ActorAddress):
+                raise InvalidActorAddress(to, "not a valid ActorAddress for sending messages to")
+            with lock:
+                append(PendingSend(me, msg, to))
+        return send
+
     # -- deaths -------------------------------------------------------------
 
     def on_death(self, hook: DeathHook) -> None:
@@ -178,7 +201,7 @@ class InProcessTier:
         inst = ref.instance
         if inst is None or getattr(inst, "_sup_killed", False):
             return
-        inst._sup_killed = True
+        inst._sup_killed, inst._sup_fast = True, False
         for child_addr in list(ref._yung):
             child = self._ref(child_addr)
             if child is not None:

@@ -129,9 +129,14 @@ class FrameParser:
                 return None
             self._pos = start + length
             return opcode, unmask(buf[start:start + length], key), True, True, False
-        self._pos = start
         if length == 0:
+            self._pos = start
             return opcode, b"", True, fin, rsv1
+        if avail >= head + 4 + length:
+            # the whole frame is here (the common case): one piece, no frame state kept
+            self._pos = start + length
+            return opcode, unmask(buf[start:start + length], key), True, fin, rsv1
+        self._pos = start
         self._opcode, self._fin, self._rsv1, self._remaining, self._key, self._phase = \
             opcode, fin, rsv1, length, key, 0
         self.in_frame = True

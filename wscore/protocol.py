@@ -138,6 +138,7 @@ class ServerProtocol:
         self._msg_size = 0
         self._msg_compressed = False
         self._utf8: Any = None
+        self._text = False
         self._async = compression is not None and getattr(compression, "asynchronous", False)
         self._awaiting: tuple[bool] | None = None   # (final,) of the chunk being inflated elsewhere
         self._eof_pending = False
@@ -213,7 +214,8 @@ class ServerProtocol:
         self._msg_parts = []
         self._msg_size = 0
         self._msg_compressed = rsv1
-        self._utf8 = _utf8_decoder() if opcode == TEXT else None
+        self._text = opcode == TEXT
+        self._utf8 = None    # an incremental decoder, from the first piece that is not the last
 
     def _add_to_message(self, data: bytes, final: bool) -> None:
         self._msg_size += len(data)
@@ -221,9 +223,14 @@ class ServerProtocol:
             raise ProtocolFailure(MESSAGE_TOO_BIG, f"message over the limit of {self.max_message_size} bytes")
         if self.state != OPEN:
             return  # closing: data is discarded, only the close frame matters
-        if self._utf8 is not None:
+        if self._text:
             try:
-                data = self._utf8.decode(data, final)
+                if final and self._utf8 is None:
+                    data = data.decode("utf-8")    # the whole message in one piece
+                else:
+                    if self._utf8 is None:
+                        self._utf8 = _utf8_decoder()
+                    data = self._utf8.decode(data, final)
             except UnicodeDecodeError as exc:
                 raise ProtocolFailure(INVALID_DATA, f"invalid UTF-8: {exc.reason}") from None
         if data:
@@ -233,7 +240,7 @@ class ServerProtocol:
         opcode, parts = self._msg_opcode, self._msg_parts
         if self._msg_compressed:
             self.compression.message_done()
-        self._msg_opcode, self._msg_parts, self._utf8 = None, [], None
+        self._msg_opcode, self._msg_parts, self._utf8, self._text = None, [], None, False
         if self.state != OPEN:
             return
         if opcode == TEXT:
