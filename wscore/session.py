@@ -169,7 +169,7 @@ class Session:
             if not events:
                 break
             for event in events:
-                if isinstance(event, InflateNeeded):
+                if event.__class__ is InflateNeeded:
                     self.history.sent(event.chunk, event.final)
                     if self._compression_running():
                         self.host.inflate(event.chunk, event.final)
@@ -431,7 +431,11 @@ class Session:
 
     def _flush(self) -> bool:
         """Write what is ready, in order; False if the transport broke."""
-        self._take_proto_output()
+        proto = self.proto      # _take_proto_output, inlined (three flushes per compressed echo)
+        if proto is not None:
+            data = proto.data_to_send()
+            if data:
+                self._out.append(data)
         out = self._out
         while out:
             item = out[0]
