@@ -15,18 +15,18 @@ recorded released with cause ``owner_died`` by the ledger's death hook.
 from __future__ import annotations
 
 import os
-import secrets
 from typing import Any
 
 from actors.messages import (CompressionStarted, Deflate, Deflated, Inflate, Inflated, InflateFailed,
                                     Open, Release)
 from supervisors import SHUTDOWN, Error, SupervisedActor, faults
+from wscore.ids import token_hex
 from wscore.deflate import CompressionError, ContextReleased, Deflater, DeflateParams, DeflateSettings, Inflater
 from wscore.ledger import worker_ledger
 
 
 def new_context_id() -> str:
-    return "z" + secrets.token_hex(6)
+    return "z" + token_hex(6)
 
 
 class CompressionActor(SupervisedActor):

@@ -43,7 +43,6 @@ import random
 import struct
 from dataclasses import dataclass
 import os
-import secrets
 import socket
 import ssl
 import threading
@@ -60,6 +59,7 @@ from supervisors import log as _log
 from supervisors.application import Application, AwaitExit, StopApplication
 from supervisors.mailbox import Mailbox
 from supervisors.messages import Init, InitAck, Reply, StartChild, WhichChildren, _Request
+from wscore.ids import token_hex
 from wscore.config import ServerConfig
 from wscore.app import Deliver, load_app, worker_index
 from wscore.deflate import negotiate
@@ -225,7 +225,7 @@ class WorkerActor(SupervisedActor):
                              peer=f"{peer[0]}:{peer[1]}")
             client.close()
             return
-        connection_id = f"{self.index}-{secrets.token_hex(6)}"
+        connection_id = f"{self.index}-{token_hex(6)}"
         self.log.info("connection.accepted", connection_id=connection_id, peer=f"{peer[0]}:{peer[1]}")
         pending = _Pending(connection_id, list(peer[:2]))
 

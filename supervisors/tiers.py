@@ -29,7 +29,8 @@ import os
 import signal
 from typing import Any, Callable
 
-from thespian.actors import ActorExitRequest
+from thespian.actors import ActorAddress, ActorExitRequest, InvalidActorAddress
+from thespian.system.simpleSystemBase import PendingSend
 
 from . import _platform
 from . import log as _log
@@ -144,9 +145,6 @@ class InProcessTier:
         the queue and the sender's address looked up once instead of
         at every send (four sends per compressed echo).  Holds no reference to
         the actor (no cycle: a dropped actor is freed at once)."""
-        from thespian.actors import ActorAddress, InvalidActorAddress
-        from thespian.system.simpleSystemBase import PendingSend
-
         append, me = self.base._pendingSends.append, actor._myRef._addr   # a deque: no lock
 
         def send(to: Any, msg: Any) -> None:
