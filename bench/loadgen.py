@@ -316,7 +316,7 @@ CONNECTING, HANDSHAKE, OPEN, CLOSING, DONE = range(5)
 class Conn:
     __slots__ = ("gen", "sock", "fd", "state", "rbuf", "wbuf", "key", "t_start", "t_open", "deadline",
                  "deflate", "fresh_inflate", "inflater", "messages", "frag_op", "frag_rsv1", "frags",
-                 "msg", "t_sent", "sent_close", "got_close", "tag", "mask")
+                 "msg", "t_sent", "sent_close", "got_close", "tag", "mask", "lat_sum", "lat_n")
 
     def __init__(self, gen: "Generator", tag: object = None) -> None:
         self.gen = gen
@@ -333,6 +333,7 @@ class Conn:
         self.frags: list[bytes] = []
         self.msg: Message | None = None
         self.t_sent = 0.0
+        self.lat_sum, self.lat_n = 0.0, 0     # echo: this connection's latencies in the window
         self.t_open = None
         self.sent_close = False
         self.got_close = False
@@ -794,6 +795,8 @@ def run_echo(args: argparse.Namespace) -> dict:
             return
         if state["measuring"]:
             lat.append(t - sent)
+            c.lat_sum += t - sent
+            c.lat_n += 1
         if state["sending"]:
             state["i"] += 1
             g.send_message(c, state["i"])
@@ -809,6 +812,7 @@ def run_echo(args: argparse.Namespace) -> dict:
     # Let the messages in flight come back (and be verified) before closing.
     g.run_until(lambda: all(c.msg is None or c.state != OPEN for c in conns), time.perf_counter() + 10)
     lost = sum(1 for c in conns if c.msg is not None)
+    ports = [c.sock.getsockname()[1] if args.per_conn and c.state == OPEN else None for c in conns]
     g.close_all(conns, args.close_timeout)
     wall = load["seconds"]
     lat.sort()
@@ -819,6 +823,10 @@ def run_echo(args: argparse.Namespace) -> dict:
         p50_ms=_ms(pct(lat, 0.50)), p90_ms=_ms(pct(lat, 0.90)), p99_ms=_ms(pct(lat, 0.99)),
         max_ms=_ms(lat[-1] if lat else None),
         verified=g.verified - verified_before, mismatches=g.mismatches, failures=g.failures, lost=lost,
+        # per connection (its local port): echoes in the window and their mean latency, for
+        # telling apart the connections of different server processes (bench/worker_split.py)
+        per_conn=[[port, c.lat_n, _ms(c.lat_sum / c.lat_n) if c.lat_n else None]
+                  for port, c in zip(ports, conns)] if args.per_conn else None,
         server_closes=g.server_closes, unclean_closes=g.unclean_closes, server_processes=len(spids),
         errors=g.errors)
     return out
@@ -1050,6 +1058,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="run at this nice value (negative needs root/CAP_SYS_NICE): so that other load "
                         "on the machine does not keep the generator waiting for its CPU")
     p.add_argument("--progress", action="store_true", help="progress on stderr")
+    p.add_argument("--per-conn", action="store_true",
+                   help="echo: also report each connection's echoes and mean latency, by local port")
     args = p.parse_args(argv)
     nice_error = None
     if args.nice is not None:
