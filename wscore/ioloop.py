@@ -437,7 +437,9 @@ class WorkerLoop:
                 if callable(port.owner):
                     port.owner(port, data)
                 else:
-                    self.system.tell(port.owner, PortData(port, data))
+                    # the system base's tell: ActorSystem.tell only checks the address, and a
+                    # port's owner is always an in-process ActorAddress (claim/transfer)
+                    self.system._systemBase.tell(port.owner, PortData(port, data))
 
     def _forget(self, port: Port) -> None:
         if port._events:
