@@ -15,6 +15,10 @@ equivalent data structures (same methods, same behaviour):
 * its pending sends are a list popped from the front (O(n) per delivery when
   10,000 shutdown requests are queued at once).  Here: a deque.
 
+And a leak: stock removes a dead actor's registry entry by setting it to
+None, so the registry grows by one entry per actor ever made (three per
+connection, for the life of the worker); here the entry is deleted.
+
 And constant costs: the stock delivery loop makes an ExpirationTimer per
 ``tell``, scans the wakeups before every delivery and runs five type checks
 and an address comparison on every message; here the common message (to a
@@ -220,6 +224,7 @@ def _fast_sends(base: Any, wakeups: _HeapWakeups) -> None:
     PendingSend = _simple.PendingSend
 
     slow_class: dict[type, bool] = {}   # message class -> one of Thespian's own kinds?
+    ChildActorExited = _simple.ChildActorExited
 
     def single(ps: Any) -> None:
         msg = ps.msg
@@ -227,7 +232,15 @@ def _fast_sends(base: Any, wakeups: _HeapWakeups) -> None:
         if slow is None:
             slow = slow_class[msg.__class__] = issubclass(msg.__class__, _SLOW_KINDS)
         if slow or ps.attempts:
-            return stock_single(ps)
+            stock_single(ps)
+            if msg.__class__ is ChildActorExited:
+                # Stock completes a child's removal with actorRegistry[address] = None: an
+                # entry per dead actor, forever (three per connection).  A missing entry
+                # and a None one are the same to every lookup (.get, then a dead letter).
+                key = msg.childAddress.actorAddressString
+                if key in registry and registry[key] is None:
+                    del registry[key]
+            return
         key = ps.toActor._aaddr
         tgt = registry.get(key if key.__class__ is str else str(key), None)
         inst = tgt._inst if tgt else None

@@ -302,3 +302,16 @@ def test_wakeups_reach_live_actors_and_are_dropped_for_dead_ones(rt):
     heap = rt.system._systemBase._supervisors_wakeups.heap
     drive_until(rt, lambda: not any(e[4] == ("tick", 3) for e in heap))   # due, and dropped: its actor is gone
     assert len([e for e in EVENTS if e[0] == "wakeup"]) == 2
+
+
+def test_dead_actors_leave_no_registry_entries(rt):
+    """simpleSystemBase ends a dead actor's registry entry as None, never deleted: a worker
+    would keep one per actor it ever ran.  The tier deletes it."""
+    root = start(rt, [ChildSpec("t", (Timed, ()), restart=TEMPORARY)])
+    registry = rt.system._systemBase.actorRegistry
+    before = len(registry)
+    for _ in range(200):
+        assert rt.terminate_child(root, "t") == "ok"
+        assert rt.start_child(root, ChildSpec("t", (Timed, ()), restart=TEMPORARY))[0] == "ok"
+    drive_until(rt, lambda: len(registry) <= before)
+    assert None not in registry.values()
