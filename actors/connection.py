@@ -135,6 +135,12 @@ class ConnectionActor(SupervisedActor):
         else:
             s.info(message)
 
+    def _sup_forget(self) -> None:
+        session = self.__dict__.get("session")
+        if session is not None:
+            session.forget()
+        super()._sup_forget()
+
     def _on_shutdown_request(self) -> None:
         self.session.shutdown()
 

@@ -37,6 +37,7 @@ another worker comes the same way.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import random
@@ -248,6 +249,7 @@ class WorkerActor(SupervisedActor):
             return
         self._pending.pop(pending.connection_id, None)
         pending.timer[2] = None
+        pending.handshake = None     # it holds negotiate_extensions, which holds pending: a cycle
         if not result.accepted:
             port.write(result.response)
             port.close()
@@ -262,6 +264,7 @@ class WorkerActor(SupervisedActor):
 
     def _handshake_timeout(self, pending: "_Pending", port: Any) -> None:
         if self._pending.pop(pending.connection_id, None) is not None:
+            pending.handshake = None
             port.close()
             self.log.warning("connection.rejected", connection_id=pending.connection_id, status=408,
                              reason="handshake timeout", path="")
@@ -326,7 +329,21 @@ class WorkerActor(SupervisedActor):
         return {"pid": os.getpid(), "actors": len(live),
                 "connections": sum(1 for i in live if type(i).__name__ == "ConnectionActor"),
                 "open_contexts": len(worker_ledger().open_contexts()),
-                "pending_handshakes": len(self._pending)}
+                "pending_handshakes": len(self._pending),
+                "registry_entries": len(base.actorRegistry)}
+
+    @staticmethod
+    def _gc_info(collect: bool) -> dict:   # loop thread
+        """The cycle collector's counts in this worker (after a full collection if
+        ``collect``): ``collected`` is every object it has freed since the worker
+        started.  A closed connection should add nothing: its objects are freed by
+        reference counting (see InProcessTier.died)."""
+        if collect:
+            gc.collect()
+        stats = gc.get_stats()
+        return {"collections": [g["collections"] for g in stats], "collected": sum(g["collected"] for g in stats),
+                "uncollectable": sum(g["uncollectable"] for g in stats), "tracked": len(gc.get_objects()),
+                "frozen": gc.get_freeze_count()}
 
     # -- the control socket (loop thread) ------------------------------------------------
 
@@ -359,6 +376,8 @@ class WorkerActor(SupervisedActor):
             return {"ok": False, "error": "bad request: JSON with an op expected"}
         if op == "info":
             return {"ok": True, **self._worker_info()}
+        if op == "gc":
+            return {"ok": True, **self._gc_info(bool(req.get("collect")))}
         if op == "send":
             cid = req.get("connection_id")
             if not isinstance(cid, str):

@@ -210,6 +210,12 @@ class SupervisedActor(Actor):
             self._sup_current_message = None
         return self._watch() if self._sup_watches else None
 
+    def _sup_forget(self) -> None:
+        """The tier has dropped this actor (after terminate, or killed): let go of
+        everything it references, so none of it waits for the cycle collector.
+        Subclasses that own a graph with cycles of its own break them, then call this."""
+        self.__dict__.clear()
+
     def _dropped(self, killed: bool) -> None:
         """Thespian removes this actor after this message: tell the tier
         (in-process: its death hooks release what the runtime holds for it)."""

@@ -518,6 +518,16 @@ class Session:
         self._terminate_app(self.app_reason)
         self.host.stop(self.stop_reason)
 
+    def forget(self) -> None:
+        """The host is gone: break the cycles (this Session and its ``conn``, the app
+        that keeps ``conn``) so they are freed by reference counting.  ``conn`` stays
+        usable by an app that kept it: its sends answer False."""
+        self.done = True
+        conn = self.conn
+        if conn is not None:
+            conn.__dict__.pop("send", None)     # the bound app_send (SessionConn.send remains)
+        self.conn = self.app = self.host = None     # type: ignore[assignment]
+
     def final_close(self, reason: Any) -> None:
         """The host is ending (any reason) without finish(): 1011 after a
         crash, 1001 otherwise, for what is still open."""
