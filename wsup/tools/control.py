@@ -2,9 +2,10 @@
 
 Each worker listens on an abstract AF_UNIX socket, same user only, named in
 its ``worker.listening`` log record (actors/worker_actor.py): newline-
-delimited JSON requests ``info``, ``kill`` (what ``wsup chaos`` uses) and
+delimited JSON requests ``info``, ``kill`` (what ``wsup chaos`` uses),
 ``send`` (a message for one connection's handle_info, routed by its id to
-the worker that holds it).
+the worker that holds it) and ``gc`` (the worker's cycle-collector counts;
+``"collect": true`` runs a full collection first).
 
     wsup send --server-log wsup.jsonl CONNECTION_ID '{"any": "JSON value"}'
 """
