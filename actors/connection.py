@@ -105,21 +105,15 @@ class ConnectionActor(SupervisedActor):
     def handle_message(self, message: Any, sender: Any) -> None:
         s = self.session
         kind = message.__class__     # the three of every compressed message first, by class
-        if kind is PortData:
+        if kind is PortData:         # (these classes are the loop's and ours: never subclassed)
             s.data_received(message.data)
         elif kind is Inflated:
             s.inflated(message.data)
         elif kind is Deflated:
             s.deflated(message.seq, message.payload)
-        elif isinstance(message, PortData):
-            s.data_received(message.data)
         elif isinstance(message, WakeupMessage) and isinstance(message.payload, tuple) \
                 and message.payload[:1] == (_TIMER,):
             s.timer(message.payload[1])
-        elif isinstance(message, Inflated):
-            s.inflated(message.data)
-        elif isinstance(message, Deflated):
-            s.deflated(message.seq, message.payload)
         elif isinstance(message, InflateFailed):
             s.inflate_failed(message.code, message.reason)
         elif isinstance(message, CompressionStarted):

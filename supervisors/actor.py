@@ -142,20 +142,12 @@ class SupervisedActor(Actor):
     _sup_pid = 0
     _sup_start_time: int | None = None
     _sup_killed = False     # set by an in-process kill: dropped without terminate
-    _sup_fast = False       # RUNNING and not killed: receiveMessage's inlined path
+    _sup_fast = False       # RUNNING and not killed: receiveMessage's short path to _handle
     _sup_gone = False
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
         if self._sup_fast and not isinstance(message, _CONTROL) and not faults.ACTIVE:
-            # the common case, inlined (_sup_receive, _handle): a running actor, an ordinary message
-            self._sup_current_message = message
-            try:
-                self.handle_message(message, sender)
-            except Exception as exc:  # let it crash: report and exit
-                self._crash(exc, message)
-            finally:
-                self._sup_current_message = None
-            return self._watch() if self._sup_watches else None
+            return self._handle(message, sender)   # the common case: a running actor, an ordinary message
         if not faults.ACTIVE:
             return self._sup_receive(message, sender)
         faults.exit_ends_actor_only(self.tier.exit_ends_actor_only)
