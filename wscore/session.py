@@ -432,11 +432,7 @@ class Session:
 
     def _flush(self) -> bool:
         """Write what is ready, in order; False if the transport broke."""
-        proto = self.proto      # _take_proto_output, inlined (three flushes per compressed echo)
-        if proto is not None:
-            data = proto.data_to_send()
-            if data:
-                self._out.append(data)
+        self._take_proto_output()
         out = self._out
         while out:
             item = out[0]
