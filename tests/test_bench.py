@@ -75,29 +75,76 @@ def _run_loadgen(capsys, *argv):
     return rc, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("compression", ["--compression", "--no-compression"])
-def test_loadgen_verifies_echoes(websockets_server, capsys, compression):
+ENGINES = [pytest.param("c", marks=pytest.mark.skipif(loadgen.echoloop() is None,
+                                                      reason="no C compiler or zlib header")), "python"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("compression", ["--compression", "--no-compression", "takeover"])
+def test_loadgen_verifies_echoes(websockets_server, capsys, compression, engine):
     async def echo(ws):
         async for m in ws:
             await ws.send(m)
     websockets_server["handler"] = echo
+    opts = ["--compression", "--offer", "takeover"] if compression == "takeover" else [compression]
     rc, out = _run_loadgen(capsys, "echo", "--port", str(websockets_server["port"]), "--conns", "3",
-                           "--duration", "0.3", "--warmup", "0.1", compression)
+                           "--duration", "0.3", "--warmup", "0.1", "--engine", engine, *opts)
     assert rc == 0 and out["ok"], out
+    assert out["engine"] == engine
     assert out["messages"] > 0 and out["verified"] >= out["messages"] and out["mismatches"] == 0
-    assert out["deflate_negotiated"] == (3 if compression == "--compression" else 0)
+    assert out["deflate_negotiated"] == (0 if compression == "--no-compression" else 3)
     assert out["p50_ms"] is not None and out["gen_cpu"] is not None
 
 
-def test_loadgen_detects_a_wrong_echo(websockets_server, capsys):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_loadgen_verifies_fragmented_echoes_and_answers_pings(websockets_server, capsys, engine):
+    """A reply in three fragments (each compressed in the one stream), a ping before it."""
+    async def fragments(ws):
+        async for m in ws:
+            await ws.ping(b"hi")
+            await ws.send([m[:100], m[100:700], m[700:]])
+    websockets_server["handler"] = fragments
+    rc, out = _run_loadgen(capsys, "echo", "--port", str(websockets_server["port"]), "--conns", "2",
+                           "--duration", "0.3", "--warmup", "0.1", "--engine", engine,
+                           "--offer", "takeover")
+    assert rc == 0 and out["ok"], out
+    assert out["messages"] > 0 and out["mismatches"] == 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("compression", ["--compression", "--no-compression"])
+def test_loadgen_detects_a_wrong_echo(websockets_server, capsys, engine, compression):
+    state = {"n": 0}
+
     async def corrupt(ws):
         async for m in ws:
-            await ws.send(m[:-1] + "!")
+            state["n"] += 1
+            # the first echo (made while opening, in Python) is right: the measured loop must catch it
+            await ws.send(m if state["n"] <= 2 else m[:-1] + "!")
     websockets_server["handler"] = corrupt
     rc, out = _run_loadgen(capsys, "echo", "--port", str(websockets_server["port"]), "--conns", "2",
-                           "--duration", "0.3", "--warmup", "0.1")
+                           "--duration", "0.3", "--warmup", "0.1", "--engine", engine, compression)
     assert rc == 1 and not out["ok"]
-    assert "echo" in out["error"] or out["mismatches"] > 0
+    assert out["engine"] == engine
+    assert out["mismatches"] > 0 and any("mismatch" in e for e in out["errors"]), out
+
+
+def test_loadgen_reports_a_server_that_goes_away(websockets_server, capsys):
+    """A connection the server closes in the measured loop is a failure, not a hang."""
+    state = {"n": 0}
+
+    async def leave(ws):
+        async for m in ws:
+            state["n"] += 1
+            if state["n"] > 4:
+                await ws.close(1001)
+                return
+            await ws.send(m)
+    websockets_server["handler"] = leave
+    rc, out = _run_loadgen(capsys, "echo", "--port", str(websockets_server["port"]), "--conns", "2",
+                           "--duration", "0.3", "--warmup", "0.1", "--engine", "c")
+    assert rc == 1 and not out["ok"] and out["failures"] > 0, out
+    assert out["engine"] == ("c" if loadgen.echoloop() is not None else "python")
 
 
 def test_quick_benchmark_against_wsup(tmp_path):

@@ -123,6 +123,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gen-nice", type=int, default=-10,
                    help="nice value of the load generator (default -10, if permitted): other load on a "
                         "shared machine must not keep it waiting for its CPU")
+    p.add_argument("--gen-engine", choices=("c", "python"), default="c",
+                   help="the echo generator's measured loop: c (bench/echoloop.c, built with cc on first "
+                        "use; a few us of CPU per echo, so it leaves a server on both cores most of the "
+                        "generator's core) or python (the loop of earlier runs, ~30 us per echo)")
     p.add_argument("--server-nice", type=int, default=0,
                    help="nice value of the servers (default 0: they compete with other load as usual)")
     p.add_argument("--json", metavar="PATH", help="also write every run's numbers here as JSON")
@@ -450,7 +454,7 @@ class Bench:
         if m["kind"] == "echo":
             opts = base + ["--conns", str(m["conns"]), "--duration", str(a.duration), "--warmup", str(a.warmup),
                            "--open-budget", "120", "--offer", m["offer"],
-                           "--compression" if m["compress"] else "--no-compression"]
+                           "--compression" if m["compress"] else "--no-compression", "--engine", a.gen_engine]
             res = loadgen(s, "echo", opts, a.duration + a.warmup + 240, self.gen_cpus, self.args.gen_nice)
         elif m["kind"] == "setup":
             # wsup's handshakes take ~0.1-1 s: a shorter window counts too few
@@ -804,6 +808,9 @@ def run(args: argparse.Namespace) -> int:
            f"the generator on CPU {sorted(b.gen_cpus)}" if b.server_cpus else "one CPU: nothing pinned")
     nices = {x["result"].get("nice") for x in b.runs if x["result"].get("nice") is not None}
     pin += f"; the generator at nice {', '.join(map(str, sorted(nices))) or '?'}, the servers at {args.server_nice}"
+    engines = sorted({x["result"]["engine"] for x in b.runs if x["result"].get("engine")})
+    if engines:
+        pin += f"; the echo generator's loop in {', '.join(engines)}"
     v = info["versions"]
     print(f"## wsup bench{' --quick' if args.quick else ''}: {started}, {elapsed:.0f} s\n")
     print(f"{info['cpus']} CPUs ({info['cpu_model']}), Linux {info['kernel']}, Python {info['python']}, "
