@@ -9,7 +9,7 @@ Starts every server itself on loopback — ``wsup serve --port 0 --log-file <tmp
 --ping-interval off --max-connections 100000`` (twice: ``wsup``, 2 workers on
 both cores, and ``wsup-core0``, 1 worker restricted to core 0 like the peers) and ``bench/peers.py websockets|aiohttp``
 (pinned to core 0) — and drives each with the same load generator
-(``bench/loadgen.py``, pinned to core 1, at nice -10), measurement by measurement, the
+(``bench/loadgen.py``, pinned to core 1, at nice 0 by default), measurement by measurement, the
 servers taking turns (order rotated every round) so that the machine's noise
 hits them alike.  Prints a markdown table: each server's value and wsup's
 ratio to the best peer; then the generator's and the servers' CPU for every
@@ -120,9 +120,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mem-floor-gib", type=float, default=3.0, help="hold: keep MemAvailable above this (default 3)")
     p.add_argument("--max-time", type=float, default=None,
                    help="skip what is left after this many seconds (default 2400; quick 240)")
-    p.add_argument("--gen-nice", type=int, default=-10,
-                   help="nice value of the load generator (default -10, if permitted): other load on a "
-                        "shared machine must not keep it waiting for its CPU")
+    p.add_argument("--gen-nice", type=int, default=0,
+                   help="nice value of the load generator (default 0, as the servers; its run-queue wait "
+                        "is measured and shown). -10 (the default until 2026-12-05) shields it from other "
+                        "load, but it then preempts whatever shares its core at every reply it receives: "
+                        "the peers (pinned to the other core) are not affected, wsup's second worker is "
+                        "(docs/performance.md)")
     p.add_argument("--gen-engine", choices=("c", "python"), default="c",
                    help="the echo generator's measured loop: c (bench/echoloop.c, built with cc on first "
                         "use; a few us of CPU per echo, so it leaves a server on both cores most of the "
