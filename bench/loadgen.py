@@ -65,6 +65,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections import deque
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OFFERS = {
@@ -342,7 +343,8 @@ class Conn:
         self.msg: Message | None = None
         self.t_sent = 0.0
         self.lat_sum, self.lat_n = 0.0, 0     # echo: this connection's latencies in the window
-        self.history = b""                    # with context takeover: the last 32 KiB inflated
+        # with context takeover: the last messages inflated, ≥ 32 KiB (the C loop's starting window)
+        self.history: deque[bytes] = deque(maxlen=32768 // max(1, gen.size) + 1)
         self.t_open = None
         self.sent_close = False
         self.got_close = False
@@ -559,7 +561,7 @@ class Conn:
                 self.abort(f"inflate: {exc}")
                 return
             if not self.fresh_inflate:
-                self.history = (self.history + payload)[-32768:]
+                self.history.append(payload)
         if self.state == OPEN:
             self.gen.on_message(self, opcode, payload)
 
@@ -849,7 +851,7 @@ def _echo_window_c(lib: "ctypes.CDLL", g: "Generator", conns: list["Conn"],
     arr = lambda xs: ((ctypes.c_char_p * len(xs))(*xs), (ctypes.c_size_t * len(xs))(*map(len, xs)))
     fr, frl = arr(frames)
     pl, pll = arr(payloads)
-    hist, histl = arr([c.history for c in conns])
+    hist, histl = arr([b"".join(c.history)[-32768:] for c in conns])
     modes = ints(*[(0 if not c.deflate else 1 if c.fresh_inflate else 2) for c in conns])
     st = lib.el_new(n, ints(*[c.fd for c in conns]), modes, ints(*set_of), len(g.messages),
                     fr, frl, pl, pll, hist, histl)
