@@ -7,7 +7,8 @@ A fault spec is ``POINT:ACTION[:TRIGGER]``:
               once, like a crash it cannot report: its process with ``os._exit(1)``
               on the process tier; on the in-process tier the actor alone, killed
               without its terminate, as an untrappable exit), or
-              ``hang`` (the process stops responding: it sleeps for an hour)
+              ``hang`` (the process stops responding: it sleeps for an hour), or
+              ``delay=SECONDS`` (it sleeps that long, then goes on: a slow start or step)
 * ``TRIGGER`` ``always`` (default), ``once`` (the first hit in the whole system: a
               marker file makes it once across processes and restarts), ``nth=N``
               (the N-th hit in each process), ``every=N`` (every N-th hit in each
@@ -37,7 +38,7 @@ from typing import Any
 
 ENV = "SUPERVISORS_FAULTS"
 STATE_ENV = "SUPERVISORS_FAULTS_STATE"
-ACTIONS = ("raise", "exit", "hang")
+ACTIONS = ("raise", "exit", "hang", "delay")
 
 
 class FaultInjected(RuntimeError):
@@ -65,6 +66,7 @@ class FaultSpec:
     n: int = 0
     p: float = 0.0
     seed: int | None = None
+    delay: float = 0.0
     once: bool = False
     text: str = ""
     _hits: int = field(default=0, repr=False)
@@ -74,9 +76,18 @@ class FaultSpec:
     @classmethod
     def parse(cls, text: str) -> "FaultSpec":
         parts = text.strip().split(":", 2)
+        delay = 0.0
+        if len(parts) >= 2 and parts[1].startswith("delay="):
+            try:
+                delay = float(parts[1][6:])
+            except ValueError:
+                delay = -1.0
+            if not 0 <= delay <= 3600:
+                raise ValueError(f"bad fault spec {text!r}: delay=SECONDS (0..3600) expected")
+            parts[1] = "delay"
         if len(parts) < 2 or not parts[0] or parts[1] not in ACTIONS:
-            raise ValueError(f"bad fault spec {text!r}: expected POINT:{'|'.join(ACTIONS)}[:TRIGGER]")
-        spec = cls(parts[0], parts[1], text=text.strip())
+            raise ValueError(f"bad fault spec {text!r}: expected POINT:{'|'.join(ACTIONS)}|delay=S[:TRIGGER]")
+        spec = cls(parts[0], parts[1], delay=delay, text=text.strip())
         trig = parts[2].strip() if len(parts) > 2 else "always"
         if trig in ("always", "once"):
             spec.trigger = trig
@@ -173,3 +184,5 @@ def _act(spec: FaultSpec, name: str, context: dict) -> None:
         os._exit(1)
     if spec.action == "hang":
         time.sleep(3600)
+    if spec.action == "delay":
+        time.sleep(spec.delay)

@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
+from . import events as _events
 from . import faults
 from . import log as _log
 from .actor import RUNNING, SupervisedActor
@@ -408,6 +409,9 @@ class Supervisor(SupervisedActor):
                             child_actor_id=child.actor_id,
                             started={**spec.offender(child.pid), "actor": spec.actor_class.__name__},
                             **spec.log_context)
+            if _events.HANDLERS:
+                _events.emit("child.started", self.name, type(self).__name__, spec.id,
+                             actor=spec.actor_class.__name__, incarnation=child.incarnation, **spec.log_context)
             return ("ok", child.ref())
         if not in_time:
             reason = "timeout"
@@ -589,6 +593,9 @@ class Supervisor(SupervisedActor):
             self._rlog.error("supervisor.child.terminated", child_id=_j(spec.id), child_pid=pid,
                              child_actor_id=aid, reason=to_json(reason), offender=spec.offender(pid),
                              **spec.log_context)
+            if _events.HANDLERS:
+                _events.emit("child.terminated", self.name, type(self).__name__, spec.id,
+                             reason=_events.reason_kind(reason), **spec.log_context)
         if restart:
             yield from self._restart(child, pid, aid)
             return
@@ -618,6 +625,9 @@ class Supervisor(SupervisedActor):
             self._rlog.error("supervisor.shutdown", reason="reached_max_restart_intensity",
                              intensity=self.flags.intensity, period=self.flags.period,
                              child_id=_j(child.spec.id), child_pid=old_pid, child_actor_id=old_aid)
+            if _events.HANDLERS:
+                _events.emit("supervisor.shutdown", self.name, type(self).__name__, child.spec.id,
+                             **child.spec.log_context)
             yield from self._shutdown_self(SHUTDOWN)
             return
         strategy = self.flags.strategy
@@ -647,6 +657,9 @@ class Supervisor(SupervisedActor):
                                 old_pid=old_pids.get(id(c)), child_pid=result[1].pid,
                                 old_actor_id=old_aids.get(id(c)), child_actor_id=result[1].actor_id,
                                 strategy=strategy, **c.spec.log_context)
+                if _events.HANDLERS:
+                    _events.emit("child.restarted", self.name, type(self).__name__, c.spec.id,
+                                 **c.spec.log_context)
                 continue
             self._rlog.error("supervisor.start_error", child_id=_j(c.spec.id),
                              reason=to_json(result[1]), offender=c.spec.offender(None),
