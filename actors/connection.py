@@ -25,6 +25,7 @@ from wscore import ioloop
 from wscore.app import ConnectionAddress, load_app, worker_index
 from wscore.config import ServerConfig
 from wscore.ioloop import PortData
+from wscore.metrics import METRICS
 from wscore.session import Session
 
 _TIMER = "__session_timer__"
@@ -46,6 +47,7 @@ class ConnectionActor(SupervisedActor):
     # -- the session's host ----------------------------------------------------
 
     def write(self, data: bytes) -> bool:
+        METRICS.wire_bytes_out += len(data)
         return self.port.write(data)
 
     def close_transport(self) -> None:
@@ -106,6 +108,7 @@ class ConnectionActor(SupervisedActor):
         s = self.session
         kind = message.__class__     # the three of every compressed message first, by class
         if kind is PortData:         # (these classes are the loop's and ours: never subclassed)
+            METRICS.wire_bytes_in += len(message.data)
             s.data_received(message.data)
         elif kind is Inflated:
             s.inflated(message.data)

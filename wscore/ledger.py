@@ -28,6 +28,7 @@ class ContextLedger:
         self._fields: dict[str, dict] = {}    # context id -> fields for its records (connection_id)
         self.opened_total = 0
         self.released_total = 0
+        self.released_by_cause: dict[str, int] = {}    # close | shutdown | error | owner_died
 
     def opened(self, contexts: Iterable[dict], owner_pid: int, owner: Any = None, **fields: Any) -> tuple[str, ...]:
         """Record contexts about to be made (each: context_id, direction,
@@ -57,6 +58,7 @@ class ContextLedger:
         if self._open.pop(context_id, None) is None:
             return False
         self.released_total += 1
+        self.released_by_cause[cause] = self.released_by_cause.get(cause, 0) + 1
         self._log("compression.context.released", child_id="compression", context_id=context_id,
                   cause=cause, by=by, **self._fields.pop(context_id, {}))
         return True

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import codecs
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wsproto.frame_protocol import CloseReason
@@ -66,11 +66,13 @@ class InflateNeeded:
 @dataclass
 class TextMessage:
     data: str
+    size: int = field(default=0, compare=False)     # bytes of the (uncompressed) payload
 
 
 @dataclass
 class BinaryMessage:
     data: bytes
+    size: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -244,9 +246,9 @@ class ServerProtocol:
         if self.state != OPEN:
             return
         if opcode == TEXT:
-            self._events.append(TextMessage("".join(parts)))
+            self._events.append(TextMessage("".join(parts), self._msg_size))
         else:
-            self._events.append(BinaryMessage(b"".join(parts)))
+            self._events.append(BinaryMessage(b"".join(parts), self._msg_size))
 
     def _on_control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:

@@ -40,6 +40,7 @@ from wscore.deflate import DeflateParams, negotiate
 from wscore.frames import BINARY, TEXT
 from wscore.handshake import ServerHandshake
 from wscore.inflate_history import HistoryMismatch, InflateHistory
+from wscore.metrics import METRICS
 from wscore.protocol import (ABNORMAL_CLOSURE, CLOSED, CLOSING, GOING_AWAY, INTERNAL_ERROR, OPEN,
                            BinaryMessage, InflateNeeded, Pong, ServerProtocol, TextMessage, frame)
 
@@ -175,6 +176,8 @@ class Session:
                     if self._compression_running():
                         self.host.inflate(event.chunk, event.final)
                 elif isinstance(event, (TextMessage, BinaryMessage)):
+                    METRICS.messages_in += 1
+                    METRICS.payload_bytes_in += event.size
                     if faults.ACTIVE:
                         faults.point("app.handle_in")
                     self.app.handle_in(self.conn, event.data)
@@ -272,6 +275,7 @@ class Session:
                 resent += 1
         if recovering:
             self.recoveries += 1
+            METRICS.compression_recoveries += 1
             self.log.info("compression.recovered", replayed_chunks=len(chunks), window_bytes=len(zdict),
                           resent_deflates=resent)
 
@@ -316,6 +320,7 @@ class Session:
             self._write_now(response)
         self._close_transport()
         self.log.warning("connection.rejected", status=status, reason=reason, path=path)
+        METRICS.rejected_with(status)
         self.done = True
         self.host.stop(NORMAL)
 
@@ -402,6 +407,9 @@ class Session:
             return False
         text = isinstance(data, str)
         payload = data.encode("utf-8") if text else bytes(data)
+        m = METRICS
+        m.messages_out += 1
+        m.payload_bytes_out += len(payload)
         if self.deflate is not None and len(payload) >= self.config.compression.threshold:
             self._take_proto_output()
             self._deflate_seq += 1
@@ -485,6 +493,7 @@ class Session:
         p = self.proto
         self.log.info("connection.closed", code=p.close_code, reason=p.close_reason,
                       initiator=p.close_initiator, clean=p.close_clean)
+        METRICS.connection_closed(p.close_code, p.close_initiator, p.close_reason)
 
     def _terminate_app(self, reason: Any) -> None:
         if self.app is not None and not self._app_terminated:
