@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+from collections import deque
 import json
 import random
 import struct
@@ -55,6 +56,7 @@ from thespian.actors import WatchMessage
 from actors.connection_supervisor import ConnectionSupervisor
 from supervisors import (SHUTDOWN, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY, ChildSpec, SupervisedActor,
                          SupFlags, supervisor_spec)
+from supervisors import events as sup_events
 from supervisors import faults
 from supervisors import log as _log
 from supervisors.application import Application, AwaitExit, StopApplication
@@ -67,6 +69,7 @@ from wscore.deflate import negotiate
 from wscore.handshake import ServerHandshake, http_response
 from wscore.ioloop import WorkerLoop
 from wscore.ledger import worker_ledger
+from wscore.metrics import METRICS
 
 
 @dataclass
@@ -88,9 +91,10 @@ class WorkerInfo(_Request):
 
 class _Pending:
     """A connection whose upgrade request has not been read yet."""
-    __slots__ = ("connection_id", "peer", "handshake", "deflate", "timer")
+    __slots__ = ("connection_id", "peer", "handshake", "deflate", "timer", "t0")
 
     def __init__(self, connection_id: str, peer: list) -> None:
+        self.t0 = time.monotonic()
         self.connection_id = connection_id
         self.peer = peer
         self.handshake: Any = None
@@ -138,6 +142,8 @@ def _peer_uid(sock: socket.socket) -> int:
 
 class WorkerActor(SupervisedActor):
     def init(self, config: ServerConfig, index: int, max_connections: int) -> None:
+        if faults.ACTIVE:
+            faults.point("worker.init", worker=index)
         self.config = config
         self.index = index
         self.mailbox = Mailbox()      # loop thread -> this thread
@@ -151,6 +157,11 @@ class WorkerActor(SupervisedActor):
         self._routes: list[tuple[str, Any]] = []   # waiting for the siblings' addresses
         ledger = worker_ledger()
         pid = os.getpid()
+        METRICS.__init__()      # this worker's counts start here (a restarted worker: from zero)
+        self._watchers: set[Any] = set()           # control ports that asked for events ("watch")
+        self._events: deque = deque(maxlen=200)    # the last supervision events, for who asks
+        self._stopping = False
+        sup_events.add_handler(self._supervision_event)
         self.loop.tier.on_death(lambda actor_id, killed: ledger.owner_died(actor_id, pid))
         self.listen_sock = listening_socket(config)
         self.tls = tls_context(config)
@@ -221,9 +232,11 @@ class WorkerActor(SupervisedActor):
         if faults.ACTIVE:
             faults.point("worker.accept")
         cfg = self.config
+        METRICS.accepted += 1
         if len(self._pending) >= cfg.max_pending_handshakes:
             self.log.warning("connection.rejected", status=None, reason="too many pending handshakes",
                              peer=f"{peer[0]}:{peer[1]}")
+            METRICS.rejected_with(None)
             client.close()
             return
         connection_id = f"{self.index}-{token_hex(6)}"
@@ -255,7 +268,9 @@ class WorkerActor(SupervisedActor):
             port.close()
             self.log.warning("connection.rejected", connection_id=pending.connection_id, status=result.status,
                              reason=result.reason, path=result.path)
+            METRICS.rejected_with(result.status)
             return
+        METRICS.handshake_done(time.monotonic() - pending.t0)
         port.upgrade = (result, pending.deflate)
         self.loop.hold(pending.connection_id, port)
         ref = self._send_request(self.connections, StartChild(spec_or_args=(self.config, pending.connection_id,
@@ -268,6 +283,7 @@ class WorkerActor(SupervisedActor):
             port.close()
             self.log.warning("connection.rejected", connection_id=pending.connection_id, status=408,
                              reason="handshake timeout", path="")
+            METRICS.rejected_with(408)
 
     def _started(self, start: tuple[str, Any], result: Any) -> None:
         connection_id, _port = start
@@ -279,6 +295,7 @@ class WorkerActor(SupervisedActor):
         status, why = (503, "server at its connection limit") if result == ("error", "max_children") \
             else (500, "could not start the connection")
         self.log.warning("connection.rejected", connection_id=connection_id, status=status, reason=why)
+        METRICS.rejected_with(status)
         port.write(http_response(status, why))
         port.close()
 
@@ -345,6 +362,81 @@ class WorkerActor(SupervisedActor):
                 "uncollectable": sum(g["uncollectable"] for g in stats), "tracked": len(gc.get_objects()),
                 "frozen": gc.get_freeze_count()}
 
+    # -- what observers see (loop thread) -------------------------------------------------
+
+    def _supervision_event(self, event: str, supervisor: str, kind: str, child_id: Any, **fields: Any) -> None:
+        METRICS.supervision_event(event, supervisor, kind, child_id, **fields)
+        if event == "child.started":
+            return      # every connection starts three: counted, not pushed
+        record = {"event": event, "worker": self.index, "t": time.time(), "supervisor": supervisor,
+                  "child_id": str(child_id), **{k: v for k, v in fields.items() if isinstance(v, (str, int))}}
+        self._events.append(record)
+        self._push(record)
+
+    def _push(self, record: dict) -> None:
+        if self._watchers:
+            line = json.dumps(record).encode() + b"\n"
+            for port in list(self._watchers):
+                if port.closed:
+                    self._watchers.discard(port)
+                else:
+                    port.write(line)
+
+    def _stats(self) -> dict:
+        ledger = worker_ledger()
+        return {"worker": self.index, "pid": os.getpid(), "t": time.time(),
+                "connections_open": len(self.loop._names), "pending_handshakes": len(self._pending),
+                "contexts_open": len(ledger._open), "contexts_opened": ledger.opened_total,
+                "contexts_released": sorted(ledger.released_by_cause.items()),
+                "counters": METRICS.snapshot()}
+
+    def _tree(self, limit: int) -> dict:
+        """This worker's in-process tree: its connections (the newest ``limit``)."""
+        names = self.loop._names
+        ids = list(itertools.islice(reversed(names), max(0, limit)))
+        return {"worker": self.index, "pid": os.getpid(), "connections_open": len(names),
+                "pending_handshakes": len(self._pending), "stopping": self._stopping,
+                "connections": [self._connection_summary(cid, names[cid]) for cid in ids]}
+
+    def _connection_summary(self, connection_id: str, address: Any) -> dict:
+        actor = self.loop.tier.instance(address)
+        session = getattr(actor, "session", None)
+        proto = getattr(session, "proto", None)
+        return {"connection_id": connection_id,
+                "state": proto.state if proto is not None else "starting",
+                "compression": getattr(session, "_z", None) if session is not None else None,
+                "recoveries": getattr(session, "recoveries", 0)}
+
+    def _inspect(self, connection_id: str) -> dict:
+        """One connection's subtree: its supervisor and actors, with their state."""
+        address = self.loop.whereis(connection_id)
+        actor = self.loop.tier.instance(address) if address is not None else None
+        if actor is None:
+            return {"connection_id": connection_id, "found": False}
+        tier = self.loop.tier
+        session = actor.session
+        sup = tier.instance(actor.supervisor)
+        out = {"connection_id": connection_id, "found": True, **self._connection_summary(connection_id, address),
+               "peer": f"{session.peer[0]}:{session.peer[1]}" if session.peer else "",
+               "path": getattr(session.conn, "path", "") if session.conn is not None else "",
+               "deflate": session.deflate.response if session.deflate is not None else None,
+               "pending_output": actor.port.pending_output,
+               "supervisor": {"actor": "ConnectionSupervisor", "name": getattr(sup, "name", None),
+                              "actor_id": tier.actor_id(actor.supervisor)}}
+        children = []
+        ledger = worker_ledger()
+        for child in getattr(sup, "children", ()):
+            inst = tier.instance(child.address) if child.alive else None
+            entry = {"child_id": str(child.spec.id), "actor": child.spec.actor_class.__name__,
+                     "restart": child.spec.restart, "actor_id": child.actor_id, "incarnation": child.incarnation,
+                     "state": str(child.state) if inst is not None else "restarting"}
+            if child.spec.id == "compression":
+                entry["contexts_open"] = len(ledger.open_contexts(child.actor_id)) if child.actor_id else 0
+                entry["restarts"] = session.recoveries
+            children.append(entry)
+        out["children"] = children
+        return out
+
     # -- the control socket (loop thread) ------------------------------------------------
 
     def _control_accept(self, client: socket.socket, _peer: Any) -> None:
@@ -360,20 +452,36 @@ class WorkerActor(SupervisedActor):
             return
         if not data:
             del self._control_buf[port]
+            self._watchers.discard(port)
             port.close()
             return
         buf += data
         while b"\n" in buf:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
-            port.write(json.dumps(self._control(line)).encode() + b"\n")
+            port.write(json.dumps(self._control(line, port)).encode() + b"\n")
 
-    def _control(self, line: bytes) -> dict:
+    def _control(self, line: bytes, port: Any = None) -> dict:
         try:
             req = json.loads(line)
             op = req["op"]
         except (ValueError, KeyError, TypeError):
             return {"ok": False, "error": "bad request: JSON with an op expected"}
+        answer = self._control_op(op, req, port)
+        if "ref" in req:
+            answer["ref"] = req["ref"]
+        return answer
+
+    def _control_op(self, op: str, req: dict, port: Any) -> dict:
+        if op == "stats":
+            return {"ok": True, **self._stats()}
+        if op == "tree":
+            return {"ok": True, **self._tree(int(req.get("limit", 100)))}
+        if op == "inspect":
+            return {"ok": True, **self._inspect(str(req.get("connection_id")))}
+        if op == "watch":     # supervision events pushed on this socket from now on
+            self._watchers.add(port)
+            return {"ok": True, "events": list(self._events), "stopping": self._stopping, **self._stats()}
         if op == "info":
             return {"ok": True, **self._worker_info()}
         if op == "gc":
@@ -393,6 +501,8 @@ class WorkerActor(SupervisedActor):
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     def _begin_stop(self) -> None:   # loop thread
+        self._stopping = True
+        self._push({"event": "worker.stopping", "worker": self.index, "t": time.time()})
         self.loop.stop_listening()
         self._stop_ref = self._send_request(self.app, StopApplication())
         self._replies()
@@ -470,6 +580,7 @@ class WorkerActor(SupervisedActor):
         self.loop.post(self._begin_stop)
 
     def terminate(self, reason: Any) -> None:
+        sup_events.remove_handler(self._supervision_event)
         if self.thread.is_alive():
             self.loop.stop()
             self.thread.join(timeout=5.0)

@@ -1,6 +1,6 @@
 """The packages are layered, with no import cycle between them:
 
-    supervisors  <-  wscore  <-  actors  <-  wsup (server assembly, CLI, tools)
+    supervisors  <-  wscore  <-  observe  <-  actors  <-  wsup (server assembly, CLI, tools)
 
 supervisors/ is a reusable OTP library that knows nothing of WebSockets;
 wscore/ is the protocol core and knows no actors; actors/ knows no server."""
@@ -13,7 +13,7 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYERS = ["supervisors", "wscore", "actors", "wsup"]
+LAYERS = ["supervisors", "wscore", "observe", "actors", "wsup"]
 
 
 def imports_of(package: str) -> set[str]:

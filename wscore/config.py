@@ -45,10 +45,14 @@ class ServerConfig:
     compression: DeflateSettings = field(default_factory=DeflateSettings)
     log: LogConfig = field(default_factory=LogConfig)
     name: str = ""                             # this server instance's name (set at start; control sockets)
+    metrics_port: int | None = None            # /metrics, /healthz, /readyz and the live page (None: off)
+    metrics_host: str = "127.0.0.1"
 
     def check(self) -> None:
         if not (0 <= self.port <= 65535):
             raise ValueError("port must be 0..65535")
+        if self.metrics_port is not None and not (0 <= self.metrics_port <= 65535):
+            raise ValueError("metrics_port must be 0..65535")
         if self.max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         if self.workers < 1:

@@ -54,7 +54,7 @@ class Port:
     writes plaintext only."""
 
     __slots__ = ("loop", "sock", "fd", "owner", "owner_id", "out", "reading", "closed", "peer_closed",
-                 "_events", "upgrade", "tls", "_tls_in", "_tls_out", "_tls_ready")
+                 "_events", "upgrade", "tls", "_tls_in", "_tls_out", "_tls_ready", "_close_when_flushed")
 
     def __init__(self, loop: "WorkerLoop", sock: socket.socket, owner: Any, owner_id: str,
                  tls: ssl.SSLContext | None = None) -> None:
@@ -68,6 +68,7 @@ class Port:
         self.closed = False
         self.peer_closed = False
         self._events = 0
+        self._close_when_flushed = False
         self.upgrade: Any = None      # what the loop learnt before handing it over (a handshake)
         self.tls: ssl.SSLObject | None = None
         self._tls_ready = False
@@ -122,6 +123,14 @@ class Port:
             self.reading = True
             self._update()
 
+    def close_when_flushed(self) -> None:
+        """Close once what is queued has been written (a reply, then EOF)."""
+        if not self.out:
+            self.close()
+        else:
+            self._close_when_flushed = True
+            self.pause_reading()
+
     def close(self) -> None:
         """The one place the socket is released (idempotent)."""
         if self.closed:
@@ -166,9 +175,15 @@ class Port:
             return
         except OSError:
             self.out.clear()
+            if self._close_when_flushed:
+                self.close()
+                return
             self._update()
             return
         del self.out[:n]
+        if not self.out and self._close_when_flushed:
+            self.close()
+            return
         self._update()
 
     def _on_readable(self) -> bytes | None:

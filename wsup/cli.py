@@ -79,6 +79,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subprotocol", action="append", default=[], metavar="NAME",
                    help="subprotocol the server speaks (repeatable, by preference)")
     p.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve /metrics (Prometheus), /healthz, /readyz and the live page of the supervision "
+                        "tree (/) on this port (0: a free one; default: off) — docs/observability.md")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address of the metrics port (default 127.0.0.1; it is unauthenticated)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault: POINT:raise|exit|hang[:always|once|nth=N|every=N|p=P,seed=S] "
                         "(repeatable; see docs/faults.md)")
@@ -115,6 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
         send_timeout=args.send_timeout, compression_shutdown_timeout=args.compression_shutdown_timeout,
         origins=tuple(args.origin),
         subprotocols=tuple(args.subprotocol), backlog=args.backlog,
+        metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         compression=DeflateSettings(enabled=args.compression, level=args.compression_level,
                                     mem_level=args.compression_mem_level,
                                     window_bits=args.compression_window_bits,
@@ -131,14 +137,17 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, ImportError, AttributeError) as exc:
         print(f"wsup serve: {exc}", file=sys.stderr)
         return 2
-    return Server(config).serve_forever(on_ready=lambda address: print_ready(address, bool(config.certfile)))
+    server = Server(config)
+    return server.serve_forever(on_ready=lambda address: print_ready(address, bool(config.certfile),
+                                                                     server.metrics_address))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wsup", description="A supervised WebSocket server.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
-    for module in ("wsup.tools.logs", "wsup.tools.chaos", "wsup.tools.bench", "wsup.tools.control"):
+    for module in ("wsup.tools.logs", "wsup.tools.chaos", "wsup.tools.bench", "wsup.tools.control",
+                   "wsup.tools.top"):
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).add_parser(sub)
     args = parser.parse_args(argv)

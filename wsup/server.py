@@ -1,7 +1,8 @@
 """The server's supervision tree and its main-process runner.
 
     Application
-    └── wsup (rest_for_one)
+    └── wsup (one_for_one)
+        ├── observer (ObserverActor, with --metrics-port: /metrics, /healthz, /readyz, the live page)
         └── workers (one_for_one, intensity 5 / 5 s)
             └── worker-1 .. worker-K (WorkerActor, permanent; K = --workers)
                     each: a SO_REUSEPORT listener, an I/O loop, and in-process
@@ -25,8 +26,9 @@ import sys
 from dataclasses import replace
 from typing import Any, Callable
 
+from actors.observer import ObserverActor
 from actors.worker import WorkerActor
-from supervisors import (ONE_FOR_ONE, PERMANENT, REST_FOR_ONE, ChildRef, ChildSpec, Runtime, StartError, SupFlags,
+from supervisors import (ONE_FOR_ONE, PERMANENT, ChildRef, ChildSpec, Runtime, StartError, SupFlags,
                          supervisor_spec)
 from supervisors import _platform
 from supervisors.reasons import Error, to_json
@@ -41,14 +43,19 @@ def worker_limits(config: ServerConfig) -> list[int]:
 
 
 def server_spec(config: ServerConfig) -> ChildSpec:
-    """wsup (rest_for_one) -> workers (one_for_one) -> worker-1..K (WorkerActor)."""
+    """wsup (one_for_one) -> [observer (ObserverActor, with --metrics-port),
+    workers (one_for_one) -> worker-1..K (WorkerActor)].  The observer starts
+    first (/readyz answers 503 while the workers start) and stops last."""
     workers = [ChildSpec(f"worker-{i + 1}", (WorkerActor, (config, i + 1, limit)), restart=PERMANENT,
                          shutdown=int((config.shutdown_timeout + 1 + config.compression_shutdown_timeout + 5) * 1000),
                          start_timeout=30.0)
                for i, limit in enumerate(worker_limits(config))]
     sup = supervisor_spec("workers", SupFlags(strategy=ONE_FOR_ONE, intensity=5, period=5.0, name="workers"),
                           workers)
-    return supervisor_spec("wsup", SupFlags(strategy=REST_FOR_ONE, intensity=3, period=5.0, name="wsup"), [sup])
+    observer = [] if config.metrics_port is None else [
+        ChildSpec("observer", (ObserverActor, (config,)), restart=PERMANENT, shutdown=10_000, start_timeout=30.0)]
+    return supervisor_spec("wsup", SupFlags(strategy=ONE_FOR_ONE, intensity=3, period=5.0, name="wsup"),
+                           [*observer, sup])
 
 
 def port_not_in_use(config: ServerConfig) -> None:
@@ -70,7 +77,11 @@ def prepare(config: ServerConfig) -> ServerConfig:
     instance name (its workers' control sockets are named after it)."""
     config.check()
     port = config.port or _platform.free_port(config.host)
-    return replace(config, port=port, name=config.name or f"wsup-{os.getpid()}-{secrets.token_hex(8)}")
+    metrics_port = config.metrics_port
+    if metrics_port == 0:
+        metrics_port = _platform.free_port(config.metrics_host)
+    return replace(config, port=port, metrics_port=metrics_port,
+                   name=config.name or f"wsup-{os.getpid()}-{secrets.token_hex(8)}")
 
 
 class Server:
@@ -80,6 +91,11 @@ class Server:
         self.config = prepare(config)
         self.runtime: Runtime | None = None
         self.address: tuple[str, int] | None = None
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        c = self.config
+        return None if c.metrics_port is None else (c.metrics_host, c.metrics_port)
 
     def start(self) -> tuple[str, int]:
         _platform.raise_open_files_limit()
@@ -137,8 +153,12 @@ class Server:
                 signal.signal(s, h)
 
 
-def print_ready(address: tuple[str, int], tls: bool = False) -> None:
+def print_ready(address: tuple[str, int], tls: bool = False, metrics: tuple[str, int] | None = None) -> None:
     host, port = address
     shown = f"[{host}]" if ":" in host else host
     print(f"listening on {'wss' if tls else 'ws'}://{shown}:{port}", flush=True)
+    if metrics is not None:
+        mhost, mport = metrics
+        mshown = f"[{mhost}]" if ":" in mhost else mhost
+        print(f"metrics and live view on http://{mshown}:{mport}/", flush=True)
     sys.stdout.flush()
