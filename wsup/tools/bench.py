@@ -48,12 +48,14 @@ BENCH_DIR = os.path.join(ROOT, "bench")
 LOADGEN = os.path.join(BENCH_DIR, "loadgen.py")
 PEERS_PY = os.path.join(BENCH_DIR, "peers.py")
 
-SERVERS = ("wsup", "wsup-core0", "websockets", "aiohttp")
+SERVERS = ("wsup", "wsup-metrics", "wsup-core0", "websockets", "aiohttp")
 PEERS = ("websockets", "aiohttp")
 PARTS = ("echo", "setup", "memory", "hold")
-LABEL = {"wsup": "wsup (2 workers)", "wsup-core0": "wsup (1 worker, core 0)", "websockets": "websockets",
+LABEL = {"wsup": "wsup (2 workers)", "wsup-metrics": "wsup (2 workers) + metrics scraped 1/s + live page",
+         "wsup-core0": "wsup (1 worker, core 0)", "websockets": "websockets",
          "aiohttp": "aiohttp"}
-WORKERS = {"wsup": 2, "wsup-core0": 1}      # --workers: wsup on both cores, and pinned to core 0
+WORKERS = {"wsup": 2, "wsup-metrics": 2, "wsup-core0": 1}   # --workers: wsup on both cores, and pinned to core 0
+BOTH_CORES = ("wsup", "wsup-metrics")
 SERVER_CPU, GEN_CPU = 0, 1
 
 PROBLEMS: list[str] = []
@@ -141,7 +143,8 @@ def _settle(args: argparse.Namespace) -> argparse.Namespace:
     def dflt(name, full, quick):
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
-    dflt("servers", list(SERVERS), ["wsup", "websockets", "aiohttp"])
+    # wsup-metrics (the cost of --metrics-port) only when asked: --servers wsup,wsup-metrics,...
+    dflt("servers", [s for s in SERVERS if s != "wsup-metrics"], ["wsup", "websockets", "aiohttp"])
     dflt("duration", 5.0, 1.5)
     dflt("warmup", 1.0, 0.3)
     dflt("rounds", 3, 1)
@@ -226,6 +229,8 @@ class Server:
                    "--ping-interval", "off", "--max-connections", "100000"]
             if name in WORKERS:
                 cmd += ["--workers", str(WORKERS[name])]
+            if name == "wsup-metrics":
+                cmd += ["--metrics-port", "0"]
         else:
             cmd = [sys.executable, PEERS_PY, name, "--port", "0"]
         self.cmd = cmd
@@ -246,6 +251,12 @@ class Server:
             self.proc.wait()
             raise RuntimeError(f"{name}: no readiness line ({line!r}); stderr: {self.stderr_text()[-800:]}")
         self.port = int(m.group(2))
+        self.watchers: list[threading.Thread] = []
+        if name == "wsup-metrics":
+            m = re.fullmatch(r"metrics and live view on http://(\S+):(\d+)/\n", self._readline(10))
+            if not m:
+                raise RuntimeError(f"{name}: no metrics line")
+            self._watch(m.group(1), int(m.group(2)))
         self.pgid = None
         if self.log_path:
             deadline = time.monotonic() + 10
@@ -261,6 +272,35 @@ class Server:
         self.baseline = len(self.processes())
         self.seen: dict[int, bytes] = {}
         self.remember()
+
+    def _watch(self, host: str, port: int) -> None:
+        """What a production deployment does to a server with metrics on: Prometheus scrapes
+        /metrics (here every second, not every 15-60 s) and someone has the live page open
+        (its feed: a summary pushed every second)."""
+        import urllib.request
+
+        from wsup.tools.top import feed
+
+        def scrape() -> None:
+            while self.proc.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
+                        r.read()
+                except OSError:
+                    pass
+                time.sleep(1.0)
+
+        def live() -> None:
+            try:
+                for _ in feed(host, port, timeout=30):
+                    pass
+            except OSError:
+                pass
+
+        for fn in (scrape, live):
+            t = threading.Thread(target=fn, daemon=True)
+            t.start()
+            self.watchers.append(t)
 
     def _readline(self, timeout: float) -> str:
         fd = self.proc.stdout.fileno()
@@ -420,7 +460,7 @@ class Bench:
         self.plan = self.measures()
 
     def cpus_for(self, name: str) -> set[int] | None:
-        return self.both if name == "wsup" else self.server_cpus
+        return self.both if name in BOTH_CORES else self.server_cpus
 
     def time_left(self) -> float:
         return self.args.max_time - (time.monotonic() - self.t0)

@@ -108,6 +108,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "server.handoff_failed": {"error": STR},
     # actors/worker.py
     "worker.listening": {"host": STR, "port": INT, "max_connections": INT},
+    # actors/observer.py (--metrics-port)
+    "observer.listening": {"host": STR, "port": INT},
+    "observer.worker_restarted": {"worker": INT, "pid": INT},
     "connection.accepted": {**_CONN, "peer": STR},
     # status None: refused before any parsing (too many pending handshakes)
     "connection.rejected": {**_CONN, "status": frozenset({400, 403, 408, 426, 431, 500, 503, None}),
