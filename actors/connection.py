@@ -26,6 +26,7 @@ from wscore.app import ConnectionAddress, load_app, worker_index
 from wscore.config import ServerConfig
 from wscore.ioloop import PortData
 from wscore.metrics import METRICS
+from wscore.pubsub import Published
 from wscore.session import Session
 
 _TIMER = "__session_timer__"
@@ -100,6 +101,21 @@ class ConnectionActor(SupervisedActor):
         elif loop.route is not None:
             loop.route(cid, worker, message)
 
+    # -- pub/sub: this worker's table (wscore.pubsub), by our id; dropped when we die ----
+
+    def subscribe(self, topic: str) -> bool:
+        return self.loop.pubsub.subscribe(topic, self.connection_id, self.myAddress)
+
+    def unsubscribe(self, topic: str) -> bool:
+        return self.loop.pubsub.unsubscribe(topic, self.connection_id)
+
+    def publish(self, topic: str, message: Any, exclude_self: bool) -> int:
+        cid = self.connection_id
+        return self.loop.pubsub.publish(topic, message, exclude=cid if exclude_self else None, publisher=cid)
+
+    def topics(self) -> set[str]:
+        return self.loop.pubsub.topics_of(self.connection_id)
+
     # stop(reason) and log: SupervisedActor's
 
     # -- messages ----------------------------------------------------------------
@@ -114,6 +130,8 @@ class ConnectionActor(SupervisedActor):
             s.inflated(message.data)
         elif kind is Deflated:
             s.deflated(message.seq, message.payload)
+        elif kind is Published:
+            s.published(message)
         elif isinstance(message, WakeupMessage) and isinstance(message.payload, tuple) \
                 and message.payload[:1] == (_TIMER,):
             s.timer(message.payload[1])

@@ -64,7 +64,7 @@ from supervisors.mailbox import Mailbox
 from supervisors.messages import Init, InitAck, Reply, StartChild, WhichChildren, _Request
 from wscore.ids import token_hex
 from wscore.config import ServerConfig
-from wscore.app import Deliver, load_app, worker_index
+from wscore.app import Deliver, Publish, load_app, worker_index
 from wscore.deflate import negotiate
 from wscore.handshake import ServerHandshake, http_response
 from wscore.ioloop import WorkerLoop
@@ -82,6 +82,14 @@ class KillInProcess(_Request):
     kind: str = ""
     connection_id: str | None = None
     limit: int | None = None
+
+
+@dataclass
+class PublishBatch:
+    """Publishes made in one worker, for the others (and other nodes): one
+    Thespian message per destination per turn, however many subscribers."""
+    items: list          # [(topic, message, publisher connection id or None)]
+    origin: Any = None   # the worker that published them
 
 
 @dataclass
@@ -155,6 +163,13 @@ class WorkerActor(SupervisedActor):
         self._siblings_at = -1.0
         self._siblings_ref: int | None = None
         self._routes: list[tuple[str, Any]] = []   # waiting for the siblings' addresses
+        self._publish_wait: list = []              # publishes waiting for them too
+        self.publish_batches_out = 0
+        self.publish_batches_in = 0
+        pubsub = self.loop.pubsub
+        pubsub.forwarding = config.workers > 1
+        pubsub.on_listener_failure = lambda topic, exc: self.log.error(
+            "pubsub.listener_failed", topic=topic, error=f"{type(exc).__name__}: {exc}")
         ledger = worker_ledger()
         pid = os.getpid()
         METRICS.__init__()      # this worker's counts start here (a restarted worker: from zero)
@@ -170,6 +185,9 @@ class WorkerActor(SupervisedActor):
         self._stop_ref: int | None = None
         self._pending: dict[str, Any] = {}     # connection id -> its handshake, before any actor
         self._app_cls = load_app(config.app)
+        worker_started = getattr(self._app_cls, "worker_started", None)
+        if worker_started is not None:
+            worker_started(index)      # e.g. wsup.app.listen(...): this worker's listeners
         self._exit_ref: int | None = None
         system = self.loop.system
         spec = supervisor_spec("connections", SupFlags(strategy=SIMPLE_ONE_FOR_ONE, intensity=10, period=5.0,
@@ -183,7 +201,7 @@ class WorkerActor(SupervisedActor):
             raise RuntimeError(f"the in-process tree did not start: {reply!r}")
         self.connections = self._call(WhichChildren())[0][1].address
         self._exit_ref = self._send_request(self.app, AwaitExit())
-        self.loop.after_each = self._replies
+        self.loop.after_each = self._after_turn
         self.loop.listen(self.listen_sock, self._accept)
         self.control_name = control_name(config, index)
         self.loop.listen(control_socket(self.control_name), self._control_accept)
@@ -226,6 +244,13 @@ class WorkerActor(SupervisedActor):
                 result = reply.result
                 self.mailbox.put(("tree_exited", bool(getattr(result, "requested", False)), result))
 
+    def _after_turn(self) -> None:
+        """After each turn of the loop: the tree's answers, and this turn's
+        publishes for the other workers, as one mailbox item."""
+        self._replies()
+        if self.loop.pubsub.outbox:
+            self.mailbox.put(("publish", self.loop.pubsub.take_outbox()))
+
     def _accept(self, client: socket.socket, peer: Any) -> None:
         """Before the upgrade a connection is a socket and an HTTP parser in
         this loop (a few KiB), not actors; their number is bounded."""
@@ -250,7 +275,8 @@ class WorkerActor(SupervisedActor):
         pending.handshake = ServerHandshake(
             origins=cfg.origins, subprotocols=cfg.subprotocols,
             select_subprotocol=getattr(self._app_cls, "select_subprotocol", None),
-            negotiate_extensions=negotiate_extensions if cfg.compression.enabled else None)
+            negotiate_extensions=negotiate_extensions if cfg.compression.enabled else None,
+            http_get=getattr(self._app_cls, "http_get", None))
         port = self.loop.loop_port(client, lambda port, data: self._handshake_data(pending, port, data),
                                    tls=self.tls)
         pending.timer = self.loop.call_later(cfg.handshake_timeout, lambda: self._handshake_timeout(pending, port))
@@ -263,6 +289,11 @@ class WorkerActor(SupervisedActor):
         self._pending.pop(pending.connection_id, None)
         pending.timer[2] = None
         pending.handshake = None     # it holds negotiate_extensions, which holds pending: a cycle
+        if result.status == 200:       # the application's page (App.http_get)
+            port.write(result.response)
+            port.close_when_flushed()
+            self.log.info("http.served", connection_id=pending.connection_id, path=result.path)
+            return
         if not result.accepted:
             port.write(result.response)
             port.close()
@@ -388,7 +419,13 @@ class WorkerActor(SupervisedActor):
                 "connections_open": len(self.loop._names), "pending_handshakes": len(self._pending),
                 "contexts_open": len(ledger._open), "contexts_opened": ledger.opened_total,
                 "contexts_released": sorted(ledger.released_by_cause.items()),
-                "counters": METRICS.snapshot()}
+                "counters": METRICS.snapshot(), "pubsub": self._pubsub_stats()}
+
+    def _pubsub_stats(self) -> dict:
+        p = self.loop.pubsub
+        return {"topics": p.topic_count, "subscriptions": p.subscriptions, "published": p.published,
+                "delivered": p.delivered, "batches_out": self.publish_batches_out,
+                "batches_in": self.publish_batches_in, "listener_failures": p.listener_failures}
 
     def _tree(self, limit: int) -> dict:
         """This worker's in-process tree: its connections (the newest ``limit``)."""
@@ -492,6 +529,14 @@ class WorkerActor(SupervisedActor):
                 return {"ok": False, "error": "send needs a connection_id"}
             self._route_out(cid, None, req.get("message"))
             return {"ok": True}
+        if op == "publish":
+            message = req.get("message")
+            if req.get("binary") and isinstance(message, str):
+                message = message.encode()
+            try:
+                return {"ok": True, "delivered_here": self.loop.pubsub.publish(req.get("topic"), message)}
+            except (TypeError, ValueError) as exc:
+                return {"ok": False, "error": str(exc)}
         if op == "kill":
             kind = req.get("kind")
             if kind not in ("ConnectionActor", "CompressionActor", "ConnectionSupervisor", "Supervisor"):
@@ -508,6 +553,12 @@ class WorkerActor(SupervisedActor):
         self._replies()
 
     # -- addressing --------------------------------------------------------------------
+
+    def _publish_from_outside(self, topic: Any, message: Any) -> None:   # loop thread
+        try:
+            self.loop.pubsub.publish(topic, message)
+        except (TypeError, ValueError) as exc:
+            self.log.warning("pubsub.refused", error=str(exc))
 
     def _deliver_here(self, connection_id: str, message: Any) -> None:   # loop thread
         address = self.loop.whereis(connection_id)
@@ -532,6 +583,23 @@ class WorkerActor(SupervisedActor):
             self.send(self._siblings[index], Deliver(connection_id, message))
             return
         self._routes.append((connection_id, message))
+        self._ask_siblings()
+
+    def _forward(self, items: list) -> None:   # Thespian thread
+        """This worker's publishes to every other worker: one batch each."""
+        fresh = time.monotonic() - self._siblings_at < 1.0
+        if not fresh:
+            self._ask_siblings()
+        if self._siblings_at < 0:
+            self._publish_wait.extend(items)      # no addresses yet
+            return
+        batch = PublishBatch(items, self.myAddress)
+        for index, address in self._siblings.items():
+            if index != self.index:
+                self.publish_batches_out += 1
+                self.send(address, batch)
+
+    def _ask_siblings(self) -> None:
         if self._siblings_ref is None:
             self._siblings_ref = next(self._refs)
             self.send(self.supervisor, WhichChildren(ref=self._siblings_ref))
@@ -547,6 +615,9 @@ class WorkerActor(SupervisedActor):
             address = self._siblings.get(worker_index(cid))
             if address is not None:      # else: no such worker now, dropped (as in Erlang)
                 self.send(address, Deliver(cid, message))
+        if self._publish_wait:
+            items, self._publish_wait = self._publish_wait, []
+            self._forward(items)
 
     # -- the Thespian thread ---------------------------------------------------------
 
@@ -555,8 +626,11 @@ class WorkerActor(SupervisedActor):
 
     def handle_message(self, message: Any, sender: Any) -> None:
         if isinstance(message, WatchMessage) and self.mailbox.fileno() in message.ready:
+            published: list = []
             for item in self.mailbox.drain():       # a crash of the loop re-raises here
-                if item[0] == "reply":
+                if item[0] == "publish":
+                    published += item[1]
+                elif item[0] == "reply":
                     _, to, ref, result = item
                     self.send(to, Reply(ref, result))
                 elif item[0] == "route":
@@ -566,6 +640,15 @@ class WorkerActor(SupervisedActor):
                     if not requested:
                         raise RuntimeError(f"the in-process connections tree exited: {result!r}")
                     self._exit_with(SHUTDOWN)
+            if published:         # all that came since the last drain: one batch per worker
+                self._forward(published)
+        elif isinstance(message, PublishBatch):
+            self.publish_batches_in += 1
+            items = message.items
+            self.loop.post(lambda: self.loop.pubsub.arrived_batch(items))
+        elif isinstance(message, Publish):
+            topic, text = message.topic, message.message
+            self.loop.post(lambda: self._publish_from_outside(topic, text))
         elif isinstance(message, Deliver):
             self._route(message.connection_id, None, message.message)
         elif isinstance(message, Reply) and message.ref == self._siblings_ref and sender == self.supervisor:

@@ -96,6 +96,20 @@ def worker_families(snapshots: dict[int, dict], worker_restarts: dict[int, int],
         _counter("wsup_supervisor_intensity_shutdowns", "Supervisors that gave up: restart intensity reached",
                  W + ["supervisor"], [([str(i), sup], n) for i in c for sup, n in c[i]["intensity_shutdowns"]]),
     ]
+    ps = {i: s.get("pubsub", {}) for i, s in items}
+    out += [
+        _gauge("wsup_pubsub_subscriptions", "Subscriptions of this worker's connections and listeners", W,
+               [([str(i)], p.get("subscriptions", 0)) for i, p in ps.items()]),
+        _gauge("wsup_pubsub_topics", "Topics with a subscriber in this worker", W,
+               [([str(i)], p.get("topics", 0)) for i, p in ps.items()]),
+        _counter("wsup_pubsub_published", "Messages published in this worker (by its connections, code or "
+                 "from outside)", W, [([str(i)], p.get("published", 0)) for i, p in ps.items()]),
+        _counter("wsup_pubsub_delivered", "Published messages delivered to this worker's subscribers, from "
+                 "anywhere", W, [([str(i)], p.get("delivered", 0)) for i, p in ps.items()]),
+        _counter("wsup_pubsub_batches", "Batches of publishes between workers (out: sent to each other worker, "
+                 "in: received)", W + ["direction"],
+                 [([str(i), d], p.get(f"batches_{d}", 0)) for i, p in ps.items() for d in ("out", "in")]),
+    ]
     h = HistogramMetricFamily("wsup_handshake_duration_seconds", "From TCP accept to the 101 response",
                               labels=W)
     for i in c:

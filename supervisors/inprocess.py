@@ -310,6 +310,18 @@ def run_due(system: ActorSystem) -> None:
     base._runSends(None)   # None: until nothing is pending, never sleeping
 
 
+def post_many(system: ActorSystem, addresses: list, msg: Any) -> None:
+    """Queue ``msg`` for each of ``addresses`` (one PendingSend each, from the
+    system's external requester); delivered by the sends running now (called
+    from an actor) or by the next :func:`run_due`.  One message to many
+    actors without one ``tell`` — and one run of the queue — per actor."""
+    base = system._systemBase
+    sender = base.actorRegistry["System:ExternalRequester"].address
+    append, PendingSend = base._pendingSends.append, _simple.PendingSend
+    for to in addresses:
+        append(PendingSend(sender, msg, to))
+
+
 def next_wakeup_in(system: ActorSystem) -> float | None:
     """Seconds until the next wakeup is due (0 if overdue), None if none."""
     due = system._systemBase._supervisors_wakeups.next_due()

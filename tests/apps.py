@@ -71,3 +71,35 @@ class RecordApp(App):
     def handle_in(self, conn, data):
         from supervisors import get_logger
         get_logger().info("app.received", data=data if isinstance(data, str) else data.hex())
+
+
+class PubSubApp(App):
+    """Pub/sub by text commands: "sub:T", "unsub:T", "pub:T:text", "pubx:T:text"
+    (excluding itself), "pubb:T:text" (binary), "topics", "bad:topic" / "bad:message"
+    (a publish the API refuses: the error comes back as text), "crash"; published
+    messages arrive as they were published.  Says "hello <id>" first."""
+
+    def init(self, conn):
+        conn.send(f"hello {conn.connection_id}")
+
+    def handle_in(self, conn, data):
+        cmd, _, rest = data.partition(":") if isinstance(data, str) else ("", "", "")
+        if cmd == "sub":
+            conn.send(f"subscribed {rest} {conn.subscribe(rest)}")
+        elif cmd == "unsub":
+            conn.send(f"unsubscribed {rest} {conn.unsubscribe(rest)}")
+        elif cmd in ("pub", "pubx", "pubb"):
+            topic, _, text = rest.partition(":")
+            n = conn.publish(topic, text.encode() if cmd == "pubb" else text, exclude_self=cmd == "pubx")
+            conn.send(f"published {n}")
+        elif cmd == "topics":
+            conn.send("topics " + ",".join(sorted(conn.topics)))
+        elif cmd == "bad":
+            try:
+                conn.publish(123 if rest == "topic" else "t", {"not": "text"} if rest == "message" else "x")
+            except (TypeError, ValueError) as exc:
+                conn.send(f"error {type(exc).__name__}: {exc}")
+        elif data == "crash":
+            raise RuntimeError("the app crashed on purpose")
+        else:
+            conn.send(data)

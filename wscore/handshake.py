@@ -54,6 +54,13 @@ def http_response(status: int, reason: str = "", headers: Sequence[tuple[bytes, 
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+def page_response(content_type: str, body: bytes) -> bytes:
+    """200 with a body (an application's page for a plain GET), then close."""
+    head = [b"HTTP/1.1 200 OK", b"Server: " + SERVER_HEADER, b"Content-Type: " + content_type.encode("latin-1"),
+            b"Content-Length: %d" % len(body), b"Cache-Control: no-cache", b"Connection: close"]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
 class BadRequest(Exception):
     """The request head is not valid HTTP/1.x."""
 
@@ -131,12 +138,16 @@ class ServerHandshake:
     def __init__(self, origins: Sequence[str] = (), subprotocols: Sequence[str] = (),
                  select_subprotocol: Callable[[list[str]], str | None] | None = None,
                  negotiate_extensions: Callable[[str], str | None] | None = None,
-                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+                 max_request_bytes: int = MAX_REQUEST_BYTES,
+                 http_get: Callable[[str], tuple[str, bytes] | None] | None = None) -> None:
+        """``http_get(path)``: for a plain GET (no Upgrade: websocket), the
+        application's page as (content type, body), or None (then 400)."""
         self.origins = {o.lower().rstrip("/") for o in origins} if origins else ()
         self.subprotocols = subprotocols
         self.select_subprotocol = select_subprotocol
         self.negotiate_extensions = negotiate_extensions
         self.max_request_bytes = max_request_bytes
+        self.http_get = http_get
         self._buf = b""
         self._request: Request | None = None
 
@@ -179,6 +190,11 @@ class ServerHandshake:
         if req.http_version != "1.1":
             return self._reject(400, "the WebSocket handshake needs HTTP/1.1")
         if "websocket" not in _header_tokens(headers.get("upgrade", "")):
+            page = self.http_get(urlsplit(req.target).path or "/") if self.http_get is not None else None
+            if page is not None:
+                content_type, body = page
+                return Handshake(False, page_response(content_type, body), 200, "page",
+                                 path=urlsplit(req.target).path or "/")
             return self._reject(400, "missing or invalid Upgrade: websocket header")
         if "upgrade" not in _header_tokens(headers.get("connection", "")):
             return self._reject(400, "missing or invalid Connection: Upgrade header")

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from supervisors import inprocess
+from wscore.pubsub import PubSub
 
 READ_SIZE = 65536
 
@@ -279,6 +280,8 @@ class WorkerLoop:
         self.route: Callable[[str, Any, Any], None] | None = None   # to other workers (set by it)
         self.tls_failures = 0
         self.last_tls_error = ""
+        # this worker's subscriptions (by registered name); dropped with their actor
+        self.pubsub = PubSub(lambda addresses, msg: inprocess.post_many(self.system, addresses, msg))
 
     # -- set-up (loop thread, or before it runs) --------------------------------
 
@@ -473,6 +476,7 @@ class WorkerLoop:
     def _owner_died(self, actor_id: str, killed: bool) -> None:
         for name in self._names_of.pop(actor_id, ()):
             self._names.pop(name, None)
+            self.pubsub.drop(name)
         for port in list(self._by_owner.get(actor_id, ())):
             port.close()
 

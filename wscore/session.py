@@ -35,6 +35,7 @@ from collections import deque
 from typing import Any
 
 from supervisors import NORMAL, SHUTDOWN, Error, faults
+from wscore.app import App
 from wscore.config import ServerConfig
 from wscore.deflate import DeflateParams, negotiate
 from wscore.frames import BINARY, TEXT
@@ -95,6 +96,28 @@ class SessionConn:
         """``message`` to another connection's handle_info (an id or a
         ConnectionAddress; any worker).  Dropped if it is gone."""
         self._s.host.tell(to, message)
+
+    def subscribe(self, topic: str) -> bool:
+        """Messages published to ``topic`` (by any connection, worker or
+        node) come to this connection until it unsubscribes or ends
+        (``App.handle_publish``; by default sent to the client).  False if it
+        was subscribed already."""
+        return self._s.host.subscribe(topic)
+
+    def unsubscribe(self, topic: str) -> bool:
+        return self._s.host.unsubscribe(topic)
+
+    def publish(self, topic: str, message: str | bytes, exclude_self: bool = False) -> int:
+        """``message`` (str: text, bytes: binary) to every subscriber of
+        ``topic`` — this connection too, unless ``exclude_self``.  Returns
+        the number of subscribers reached in this worker at once (those of
+        other workers and nodes get it in their next batch)."""
+        return self._s.host.publish(topic, message, exclude_self)
+
+    @property
+    def topics(self) -> set[str]:
+        """The topics this connection is subscribed to."""
+        return self._s.host.topics()
 
 
 class Session:
@@ -212,6 +235,15 @@ class Session:
             self.app.handle_info(self.conn, message)
             self._after_app()
 
+    def published(self, published: Any) -> None:
+        """A message published to a topic this connection subscribed to."""
+        if self.proto is not None and self.proto.state == OPEN and self.app is not None and not self.done:
+            if self._default_publish:
+                self.app_send(published.message)
+            else:
+                self.app.handle_publish(self.conn, published.topic, published.message)
+            self._after_app()
+
     # -- opening ----------------------------------------------------------------
 
     def _negotiate(self, offered: str) -> str | None:
@@ -306,6 +338,8 @@ class Session:
 
     def _activate(self, result: Any) -> None:
         self.app = self.app_cls()
+        handler = getattr(self.app_cls, "handle_publish", None)
+        self._default_publish = handler is None or handler is App.handle_publish
         if faults.ACTIVE:
             faults.point("app.init")
         self.app.init(self.conn)

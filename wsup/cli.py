@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from supervisors import LogConfig
@@ -41,6 +42,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
     p.add_argument("--app", default="wsup.app:EchoApp",
                    help="application class, package.module:Class (default: the echo app)")
+    p.add_argument("--app-dir", default=".", help="look for --app's module here first (default: .)")
     p.add_argument("--log-file", default=None, help="append JSON-lines lifecycle log here (default: stderr)")
     p.add_argument("--log-format", choices=("json", "console"), default="json", help="log format (default json)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
@@ -127,6 +129,9 @@ def _serve(args: argparse.Namespace) -> int:
                                     threshold=args.compression_threshold,
                                     max_inflate_ratio=args.max_inflate_ratio),
         log=LogConfig(path=args.log_file, format=args.log_format, level=args.log_level))
+    app_dir = os.path.abspath(args.app_dir)
+    if app_dir not in sys.path:
+        sys.path.insert(0, app_dir)     # as uvicorn's --app-dir; the workers inherit it
     try:
         config.check()
         from wscore.app import load_app

@@ -4,10 +4,11 @@ Each worker listens on an abstract AF_UNIX socket, same user only, named in
 its ``worker.listening`` log record (actors/worker_actor.py): newline-
 delimited JSON requests ``info``, ``kill`` (what ``wsup chaos`` uses),
 ``send`` (a message for one connection's handle_info, routed by its id to
-the worker that holds it) and ``gc`` (the worker's cycle-collector counts;
+the worker that holds it), ``publish`` (to a topic: every subscriber) and ``gc`` (the worker's cycle-collector counts;
 ``"collect": true`` runs a full collection first).
 
     wsup send --server-log wsup.jsonl CONNECTION_ID '{"any": "JSON value"}'
+    wsup publish --server-log wsup.jsonl TOPIC 'a text message'
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("connection_id")
     p.add_argument("message", help="a JSON value")
     p.set_defaults(func=run_send)
+    p = sub.add_parser("publish", help="publish a message to a topic, from outside the server",
+                       description="Publish MESSAGE (text; --binary: its UTF-8 bytes as a binary message) to "
+                                   "TOPIC: every subscriber, in every worker (and node), gets it.")
+    p.add_argument("--server-log", required=True, help="the server's --log-file (where its workers are named)")
+    p.add_argument("--binary", action="store_true")
+    p.add_argument("topic")
+    p.add_argument("message")
+    p.set_defaults(func=run_publish)
 
 
 def run_send(args: argparse.Namespace) -> int:
@@ -76,4 +85,18 @@ def run_send(args: argparse.Namespace) -> int:
         if got.get("ok"):
             return 0
     print("wsup send: no worker of that server answers", file=sys.stderr)
+    return 1
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    # any one worker: it delivers to its subscribers and forwards to the others
+    for name in reversed(list(workers_in_log(args.server_log))):
+        got = control(name, {"op": "publish", "topic": args.topic, "message": args.message,
+                             "binary": args.binary})
+        if got.get("ok"):
+            return 0
+        if got:
+            print(f"wsup publish: {got.get('error')}", file=sys.stderr)
+            return 2
+    print("wsup publish: no worker of that server answers", file=sys.stderr)
     return 1
