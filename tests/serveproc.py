@@ -20,11 +20,11 @@ class ServerProcess:
     URL. *stderr* is piped by default (read on a failed start); pass None to inherit it when
     the server may write more than a pipe holds and nobody reads it."""
 
-    def __init__(self, tmp_path, *args, stderr=subprocess.PIPE, log_name="serve.jsonl"):
+    def __init__(self, tmp_path, *args, stderr=subprocess.PIPE, log_name="serve.jsonl", cwd=None):
         self.log_path = tmp_path / log_name
         env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen(WSUP + ["serve", "--port", "0", "--log-file", str(self.log_path), *args],
-                                     stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+                                     stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=cwd)
         line = self.proc.stdout.readline()
         m = re.fullmatch(r"listening on (ws://127\.0\.0\.1:(\d+))\n", line)
         if not m:

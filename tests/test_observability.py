@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import urllib.request
 
 import pytest
 import websockets
+from devtools import CHROMIUM, DevTools, chromium
 from logutil import contexts_released_once, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -269,55 +269,12 @@ def test_live_feed_pushes_the_tree_and_events(make_server):
     asyncio.run(run())
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-class DevTools:
-    """Headless Chromium driven over its DevTools protocol (a WebSocket): the page's DOM
-    is read with Runtime.evaluate."""
-
-    def __init__(self, ws) -> None:
-        self.ws, self.n = ws, 0
-
-    async def evaluate(self, expression: str):
-        self.n += 1
-        await self.ws.send(json.dumps({"id": self.n, "method": "Runtime.evaluate",
-                                       "params": {"expression": expression, "returnByValue": True}}))
-        while True:
-            msg = json.loads(await self.ws.recv())
-            if msg.get("id") == self.n:
-                return msg["result"]["result"].get("value")
-
-    async def wait_for(self, expression: str, timeout: float = 15.0):
-        async with asyncio.timeout(timeout):
-            while True:
-                got = await self.evaluate(expression)
-                if got:
-                    return got
-                await asyncio.sleep(0.1)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_the_live_page_in_chromium_shows_a_connection_and_an_actor_restart(make_server, tmp_path):
     server = make_server(workers=2, metrics_port=0)
     mport = server.config.metrics_port
-    profile = tmp_path / "profile"
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={profile}",
-         f"http://127.0.0.1:{mport}/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        active = profile / "DevToolsActivePort"
-        wait_until(lambda: active.exists() and active.read_text().count("\n") >= 1, timeout=30,
-                   message="chromium's DevTools port")
-        dport = int(active.read_text().split()[0])
-
-        def page_target():
-            with urllib.request.urlopen(f"http://127.0.0.1:{dport}/json/list", timeout=5) as r:
-                return next((t for t in json.load(r) if t["type"] == "page" and str(mport) in t["url"]), None)
-        target = wait_until(page_target, timeout=30, message="the page in chromium")
+    with chromium(f"http://127.0.0.1:{mport}/", str(tmp_path / "profile")) as browser:
+        target = browser.page(str(mport))
 
         async def run():
             async with websockets.connect(target["webSocketDebuggerUrl"], max_size=None) as dt_ws:
@@ -363,9 +320,6 @@ def test_the_live_page_in_chromium_shows_a_connection_and_an_actor_restart(make_
                 assert await dt.wait_for(f"!document.querySelector(\"{row}\")")
 
         asyncio.run(run())
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)   # chromium and its helpers: the group we started
-        proc.wait()
     contexts_released_once(server.log)
 
 
