@@ -416,8 +416,8 @@ class Conn:
             self.mask = EPOLLIN
             self.gen.ep.modify(self.fd, EPOLLIN)
             ext = f"Sec-WebSocket-Extensions: {OFFERS[self.gen.offer]}\r\n" if self.gen.compress else ""
-            self.send((f"GET / HTTP/1.1\r\nHost: {self.gen.host}:{self.gen.port}\r\nUpgrade: websocket\r\n"
-                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key.decode()}\r\n"
+            self.send((f"GET {self.gen.path} HTTP/1.1\r\nHost: {self.gen.host}:{self.gen.port}\r\n"
+                       f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {self.key.decode()}\r\n"
                        f"Sec-WebSocket-Version: 13\r\n{ext}\r\n").encode())
             return
         if ev & EPOLLOUT and self.wbuf:
@@ -606,6 +606,7 @@ class Generator:
                  require_deflate: bool = True, offer: str = "nct") -> None:
         self.host, self.port, self.compress, self.offer, self.size = host, port, compress, offer, size
         self.source: str | None = None      # a local address to connect from (hold: 127.0.0.x)
+        self.path = "/"                     # the request path (bench/broadcast.py: /sub, /pub)
         self.handshake_timeout, self.close_timeout = handshake_timeout, close_timeout
         self.require_deflate = require_deflate
         self.messages = make_messages(size)

@@ -2,6 +2,7 @@
 
     python bench/peers.py websockets --port 0     # websockets' asyncio server
     python bench/peers.py aiohttp --port 0        # aiohttp.web
+    python bench/peers.py websockets --broadcast  # the broadcast part's protocol (below)
 
 Each prints "listening on ws://127.0.0.1:PORT" when ready, echoes every text
 and binary message, negotiates permessage-deflate with clients that offer it
@@ -9,6 +10,12 @@ and binary message, negotiates permessage-deflate with clients that offer it
 windows), sends no keepalive pings (as `wsup serve --ping-interval off`),
 and exits 0 on SIGTERM or SIGINT.  Needs the `bench` extra for aiohttp
 (`pip install -e '.[bench]'`).
+
+``--broadcast`` (websockets only): the protocol of ``bench/broadcast_app.py``,
+wsup's side of ``wsup bench --parts broadcast``: a connection to ``/sub`` is a
+subscriber; every message received on a ``/pub`` connection goes to every
+subscriber with ``websockets.broadcast()`` (compressed per connection, as
+wsup does); anything else echoes (a subscriber too).
 """
 
 from __future__ import annotations
@@ -32,12 +39,25 @@ def _ready(port: int) -> None:
     print(f"listening on ws://127.0.0.1:{port}", flush=True)
 
 
-async def run_websockets(host: str, port: int, backlog: int, max_size: int) -> None:
+async def run_websockets(host: str, port: int, backlog: int, max_size: int, broadcast: bool = False) -> None:
+    from websockets.asyncio.server import broadcast as push
     from websockets.asyncio.server import serve
 
+    subscribers: set = set()
+
     async def echo(ws) -> None:
-        async for message in ws:
-            await ws.send(message)
+        path = ws.request.path if broadcast else ""
+        if path == "/pub":
+            async for message in ws:
+                push(subscribers, message)
+            return
+        if path == "/sub":
+            subscribers.add(ws)
+        try:
+            async for message in ws:
+                await ws.send(message)
+        finally:
+            subscribers.discard(ws)
 
     stop = _stop_event()
     # compression="deflate" is the default: permessage-deflate when the client offers it.
@@ -81,11 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--backlog", type=int, default=1024)
     p.add_argument("--max-size", type=int, default=1 << 20, help="largest message (default 1 MiB, as wsup)")
+    p.add_argument("--broadcast", action="store_true",
+                   help="websockets: /sub subscribes, /pub broadcasts to the subscribers (websockets.broadcast)")
     args = p.parse_args(argv)
+    if args.broadcast and args.server != "websockets":
+        p.error("--broadcast: websockets only")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # as wsup serve does
-    run = run_websockets if args.server == "websockets" else run_aiohttp
-    asyncio.run(run(args.host, args.port, args.backlog, args.max_size))
+    if args.server == "websockets":
+        asyncio.run(run_websockets(args.host, args.port, args.backlog, args.max_size, args.broadcast))
+    else:
+        asyncio.run(run_aiohttp(args.host, args.port, args.backlog, args.max_size))
     return 0
 
 

@@ -210,3 +210,87 @@ def test_sigterm_stops_the_servers_it_started(tmp_path):
             proc.wait()
     for name, pid in pids.items():
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", name
+
+
+# -- the broadcast part (bench/broadcast.py) --------------------------------------------------
+
+
+def _broadcast():
+    spec = importlib.util.spec_from_file_location("broadcast_under_test", os.path.join(ROOT, "bench", "broadcast.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+broadcast = _broadcast()
+
+
+def _broadcast_handler(corrupt_after: int | None = None):
+    """The protocol of bench/broadcast_app.py on websockets' broadcast(); with ``corrupt_after``,
+    one subscriber misses a message (the one after that many)."""
+    from websockets.asyncio.server import broadcast as push
+    subs: list = []
+    state = {"n": 0}
+
+    async def handler(ws):
+        if ws.request.path == "/pub":
+            async for m in ws:
+                state["n"] += 1
+                if corrupt_after is not None and state["n"] == corrupt_after + 1 and subs:
+                    push(subs[1:], m)
+                else:
+                    push(subs, m)
+            return
+        subs.append(ws)
+        try:
+            async for m in ws:
+                await ws.send(m)
+        finally:
+            subs.remove(ws)
+    return handler
+
+
+def _run_broadcast(capsys, port, *argv):
+    rc = broadcast.main(["--port", str(port), "--duration", "0.3", "--warmup", "0.1", "--settle", "0", *argv])
+    return rc, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_broadcast_generator_verifies_every_delivery(websockets_server, capsys):
+    websockets_server["handler"] = _broadcast_handler()
+    rc, out = _run_broadcast(capsys, websockets_server["port"], "--subs", "5", "--size", "200")
+    assert rc == 0 and out["ok"], out
+    assert out["deflate_negotiated"] == 5 and out["deliveries"] > 0 and out["deliveries_per_s"] > 0
+    assert out["verified"] == out["expected_deliveries"] == out["published_total"] * 5
+    assert out["mismatches"] == 0 and out["lost"] == 0
+    assert out["p50_ms"] is not None and out["p99_ms"] >= out["p50_ms"] and out["gen_cpu"] is not None
+
+
+def test_broadcast_generator_detects_a_missed_delivery(websockets_server, capsys):
+    websockets_server["handler"] = _broadcast_handler(corrupt_after=6)
+    rc, out = _run_broadcast(capsys, websockets_server["port"], "--subs", "3")
+    assert rc == 1 and not out["ok"]
+    assert out["mismatches"] == 1 and any("out of order: message 7 where 6 was due" in e for e in out["errors"]), out
+
+
+def test_quick_broadcast_benchmark_against_wsup(tmp_path):
+    """`wsup bench --quick --parts broadcast --servers wsup`: a fresh wsup with
+    bench/broadcast_app.py, 200 subscribers; numbers, every delivery verified,
+    the server exited 0 and left no process."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsup.cli", "bench", "--quick", "--parts", "broadcast", "--servers", "wsup",
+         "--duration", "1", "--warmup", "0.3", "--json", str(out), "--keep-logs", str(tmp_path / "logs")],
+        capture_output=True, text=True, cwd=ROOT, timeout=90)
+    assert out.exists(), proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    [run] = data["runs"]
+    r = run["result"]
+    assert run["kind"] == "broadcast" and r["ok"], r
+    assert r["subs"] == r["opened"] == r["deflate_negotiated"] == 200
+    assert r["deliveries_per_s"] > 0 and r["p50_ms"] is not None and r["p99_ms"] is not None
+    assert r["verified"] == r["expected_deliveries"] == r["published_total"] * 200 > 0
+    assert r["mismatches"] == 0 and r["lost"] == 0 and r["gen_cpu"] is not None and r["server_cpu"] is not None
+    for name, s in data["servers"].items():
+        assert s["exit"] == 0, (name, s)
+    assert not data["problems"], data["problems"]
+    assert "| broadcast to N=200 (deflate, context takeover): deliveries/s ↑ |" in proc.stdout

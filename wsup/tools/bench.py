@@ -18,7 +18,11 @@ run, wsup's log health, and problems (exit status 1 if any).
 Measurements: closed-loop echo msgs/s and p50/p99 latency at N connections
 with and without permessage-deflate; handshakes/s; PSS per idle connection;
 the most concurrent connections held within a budget.  Every echo is verified
-byte for byte.  Servers are stopped with SIGTERM at the end and checked gone.
+byte for byte.  Not in the default plan (``--parts broadcast``: ~4 min for
+wsup and websockets, 3 rounds): one publisher and N subscribers with
+permessage-deflate (``bench/broadcast.py``; wsup runs
+``bench/broadcast_app.py``, websockets its ``broadcast()``), deliveries/s and
+the delay publish -> receipt, every delivery verified.  Servers are stopped with SIGTERM at the end and checked gone.
 Ratios are reported, never asserted.
 
 Only the standard library is imported here (this module is imported by every
@@ -46,11 +50,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # wsup/tools/ -> the checkout
 BENCH_DIR = os.path.join(ROOT, "bench")
 LOADGEN = os.path.join(BENCH_DIR, "loadgen.py")
+BROADCAST = os.path.join(BENCH_DIR, "broadcast.py")
 PEERS_PY = os.path.join(BENCH_DIR, "peers.py")
 
 SERVERS = ("wsup", "wsup-metrics", "wsup-core0", "websockets", "aiohttp")
 PEERS = ("websockets", "aiohttp")
-PARTS = ("echo", "setup", "memory", "hold")
+PARTS = ("echo", "setup", "memory", "hold", "broadcast")
+DEFAULT_PARTS = ("echo", "setup", "memory", "hold")      # broadcast (~4-6 min more) only when asked
+BCAST_SERVERS = ("wsup", "wsup-core0", "websockets")      # aiohttp has no broadcast(): no peer for it here
 LABEL = {"wsup": "wsup (2 workers)", "wsup-metrics": "wsup (2 workers) + metrics scraped 1/s + live page",
          "wsup-core0": "wsup (1 worker, core 0)", "websockets": "websockets",
          "aiohttp": "aiohttp"}
@@ -99,8 +106,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "steps (< ~2 min)")
     p.add_argument("--servers", type=_csv(str, SERVERS), default=None,
                    help=f"comma-separated, of {','.join(SERVERS)} (default: all; --quick: all but wsup-core0)")
-    p.add_argument("--parts", type=_csv(str, PARTS), default=list(PARTS),
-                   help=f"comma-separated, of {','.join(PARTS)} (default: all)")
+    p.add_argument("--parts", type=_csv(str, PARTS), default=list(DEFAULT_PARTS),
+                   help=f"comma-separated, of {','.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")
     p.add_argument("--conns", type=_csv(int), default=[1, 10, 100], help="echo: connection counts (default 1,10,100)")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds measured per echo/setup run (default 5; quick 1.5)")
@@ -120,6 +127,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hold-budget", type=float, default=None, help="hold: seconds per server (default 180; quick 8)")
     p.add_argument("--hold-step", type=int, default=None, help="hold: connections per step (default 100; quick 50)")
     p.add_argument("--mem-floor-gib", type=float, default=3.0, help="hold: keep MemAvailable above this (default 3)")
+    p.add_argument("--bcast-conns", type=_csv(int), default=None,
+                   help="broadcast: subscriber counts (default 1000,10000; quick 200)")
+    p.add_argument("--bcast-size", type=int, default=256,
+                   help="broadcast: message size, bytes of compressible text (default 256: a typical pub/sub "
+                        "message, where the per-delivery costs dominate)")
+    p.add_argument("--bcast-window", type=int, default=4,
+                   help="broadcast: messages published and not yet received by every subscriber, at most "
+                        "(default 4)")
+    p.add_argument("--bcast-duration", type=float, default=None,
+                   help="broadcast: seconds measured per run (default 10: at 10,000 subscribers one message "
+                        "takes ~0.3 s to reach everyone; quick: --duration)")
+    p.add_argument("--bcast-warmup", type=float, default=None,
+                   help="broadcast: seconds of publishing before measuring (default 2; quick: --warmup)")
     p.add_argument("--max-time", type=float, default=None,
                    help="skip what is left after this many seconds (default 2400; quick 240)")
     p.add_argument("--gen-nice", type=int, default=0,
@@ -153,6 +173,9 @@ def _settle(args: argparse.Namespace) -> argparse.Namespace:
     dflt("hold_cap", 10000, 200)
     dflt("hold_budget", 180.0, 8.0)
     dflt("hold_step", 100, 50)
+    dflt("bcast_conns", [1000, 10000], [200])
+    dflt("bcast_duration", 10.0, args.duration)
+    dflt("bcast_warmup", 2.0, args.warmup)
     dflt("max_time", 2400.0, 240.0)
     return args
 
@@ -217,7 +240,8 @@ def _group_members(pgid: int) -> list[int]:
 class Server:
     """One server under test, a child process of this one."""
 
-    def __init__(self, name: str, tmp: str, cpus: set[int] | None, tag: str = "", nice: int = 0) -> None:
+    def __init__(self, name: str, tmp: str, cpus: set[int] | None, tag: str = "", nice: int = 0,
+                 broadcast: bool = False) -> None:
         self.name = name
         self.label = name + tag
         self.cpus = cpus
@@ -231,8 +255,10 @@ class Server:
                 cmd += ["--workers", str(WORKERS[name])]
             if name == "wsup-metrics":
                 cmd += ["--metrics-port", "0"]
+            if broadcast:
+                cmd += ["--app-dir", BENCH_DIR, "--app", "broadcast_app:BroadcastApp"]
         else:
-            cmd = [sys.executable, PEERS_PY, name, "--port", "0"]
+            cmd = [sys.executable, PEERS_PY, name, "--port", "0"] + (["--broadcast"] if broadcast else [])
         self.cmd = cmd
         self.stderr = open(self.stderr_path, "wb")
 
@@ -391,9 +417,10 @@ class Server:
 # -- runs -----------------------------------------------------------------------------------
 
 
-def loadgen(server: Server, mode: str, opts: list[str], timeout: float, gen_cpus: set[int] | None,
-            nice: int | None = None) -> dict:
-    cmd = [sys.executable, LOADGEN, mode, "--port", str(server.port), "--server-pid", str(server.pid), *opts]
+def loadgen(server: Server, mode: str | None, opts: list[str], timeout: float, gen_cpus: set[int] | None,
+            nice: int | None = None, script: str = LOADGEN) -> dict:
+    cmd = [sys.executable, script, *([mode] if mode else []), "--port", str(server.port),
+           "--server-pid", str(server.pid), *opts]
     if nice:
         cmd += ["--nice", str(nice)]
     for c in sorted(gen_cpus or ()):
@@ -453,7 +480,7 @@ class Bench:
         else:
             self.server_cpus = self.gen_cpus = self.both = None
         self.servers: dict[str, Server] = {}
-        self.extra: list[Server] = []       # the fresh servers of the memory and hold parts
+        self.extra: list[Server] = []       # the fresh servers of the memory, hold and broadcast parts
         self.tmp = ""
         self.runs: list[dict] = []          # every run: {"measure", "server", "round", "result"}
         self.skipped: list[str] = []
@@ -489,6 +516,14 @@ class Bench:
         if "hold" in a.parts:
             out.append({"kind": "hold", "offer": "takeover", "servers": [s for s in one if not s.startswith("wsup")]
                         + [s for s in one if s.startswith("wsup")], "rounds": 1})
+        if "broadcast" in a.parts:
+            able = [s for s in a.servers if s in BCAST_SERVERS]
+            if not able:
+                self.skipped.append(f"broadcast: none of {', '.join(a.servers)} has a broadcast server "
+                                    f"({', '.join(BCAST_SERVERS)} have)")
+            for n in a.bcast_conns if able else ():
+                out.append({"kind": "broadcast", "offer": "takeover", "conns": n, "servers": able,
+                            "rounds": a.rounds})
         return out
 
     def run_one(self, m: dict, name: str, s: "Server") -> dict:
@@ -505,6 +540,14 @@ class Bench:
             opts = base + ["--workers", str(a.workers), "--duration", str(d), "--warmup", str(a.warmup),
                            "--compression" if m["compress"] else "--no-compression"]
             res = loadgen(s, "setup", opts, d + a.warmup + 120, self.gen_cpus, self.args.gen_nice)
+        elif m["kind"] == "broadcast":
+            # one process: 10,000 subscribers fit the hard RLIMIT_NOFILE (20,000 here) and the
+            # ephemeral ports of 127.0.0.1 (~28,000); more processes would share core 1 anyway
+            opts = ["--subs", str(m["conns"]), "--size", str(a.bcast_size), "--window", str(a.bcast_window),
+                    "--duration", str(a.bcast_duration), "--warmup", str(a.bcast_warmup), "--open-budget", "300",
+                    "--drain-timeout", "60", "--close-timeout", "60"]
+            res = loadgen(s, None, opts, a.bcast_duration + a.bcast_warmup + 600, self.gen_cpus,
+                          self.args.gen_nice, script=BROADCAST)
         else:
             offer = m["offer"]
             comp = ["--no-compression"] if offer == "none" else ["--compression", "--offer", offer]
@@ -531,13 +574,15 @@ class Bench:
                         self.skipped.append(f"{describe(m)} round {r + 1} on {name}: --max-time reached")
                         continue
                     t = time.monotonic()
-                    fresh = m["kind"] in ("memory", "hold")
+                    fresh = m["kind"] in ("memory", "hold", "broadcast")
                     if fresh:
                         # memory is measured on a server that has not served anything yet (a used
-                        # one reuses freed heap for new connections)
+                        # one reuses freed heap for new connections); broadcast needs its application
+                        bc = m["kind"] == "broadcast"
+                        tag = f"-broadcast-{m['conns']}-r{r + 1}" if bc else f"-{m['kind']}-{m['offer']}"
                         try:
-                            s = Server(name, self.tmp, self.cpus_for(name), tag=f"-{m['kind']}-{m['offer']}",
-                                       nice=self.args.server_nice)
+                            s = Server(name, self.tmp, self.cpus_for(name), tag=tag,
+                                       nice=self.args.server_nice, broadcast=bc)
                         except RuntimeError as exc:
                             PROBLEMS.append(str(exc))
                             continue
@@ -549,7 +594,7 @@ class Bench:
                         continue
                     res = self.run_one(m, name, s)
                     s.remember()
-                    waited = s.quiesce(180 if m["kind"] == "hold" else 60)
+                    waited = s.quiesce(180 if m["kind"] in ("hold", "broadcast") else 60)
                     if waited is None:
                         PROBLEMS.append(f"{name}: not back to idle ({len(s.processes())} processes, baseline "
                                         f"{s.baseline}) after {describe(m)}")
@@ -575,6 +620,8 @@ def describe(m: dict) -> str:
                 + (", context takeover" if m["compress"] and m["offer"] == "takeover" else ""))
     if m["kind"] == "setup":
         return f"setup {'deflate' if m['compress'] else 'uncompressed'}"
+    if m["kind"] == "broadcast":
+        return f"broadcast to N={m['conns']} (deflate, context takeover)"
     return f"{m['kind']} {m['offer']}"
 
 
@@ -586,6 +633,10 @@ def summary(m: dict, r: dict) -> str:
                 f"gen {r.get('gen_cpu')} srv {r.get('server_cpu')} cores, verified {r.get('verified')}")
     if m["kind"] == "setup":
         return f"{r.get('handshakes_per_s')} handshakes/s, gen {r.get('gen_cpu')} srv {r.get('server_cpu')}"
+    if m["kind"] == "broadcast":
+        return (f"{r.get('deliveries_per_s')} deliveries/s ({r.get('publishes_per_s')} publishes/s) "
+                f"p50 {r.get('p50_ms')} p99 {r.get('p99_ms')} ms, gen {r.get('gen_cpu')} (wait {r.get('gen_wait')}) "
+                f"srv {r.get('server_cpu')} cores, verified {r.get('verified')} of {r.get('expected_deliveries')}")
     return f"held {r.get('held')} ({r.get('stop')}), {r.get('per_conn_kib')} KiB/conn"
 
 
@@ -594,6 +645,9 @@ GEN_BOUND = 0.9     # a generator this busy may have limited the run: marked wit
 ECHO_ROWS = (("msgs/s ↑", "msgs_per_s", _fmt_rate, True),
              ("p50 ↓", "p50_ms", _fmt_ms, False),
              ("p99 ↓", "p99_ms", _fmt_ms, False))
+BCAST_ROWS = (("deliveries/s ↑", "deliveries_per_s", _fmt_rate, True),
+              ("p50 publish → receipt ↓", "p50_ms", _fmt_ms, False),
+              ("p99 publish → receipt ↓", "p99_ms", _fmt_ms, False))
 
 
 def build_rows(b: Bench) -> tuple[list[dict], list[dict]]:
@@ -601,8 +655,8 @@ def build_rows(b: Bench) -> tuple[list[dict], list[dict]]:
     (number) and text, higher_is_better."""
     rows, load = [], []
     for m in b.plan:
-        if m["kind"] == "echo":
-            for label, key, fmt, up in ECHO_ROWS:
+        if m["kind"] in ("echo", "broadcast"):
+            for label, key, fmt, up in ECHO_ROWS if m["kind"] == "echo" else BCAST_ROWS:
                 vals, texts = {}, {}
                 for name in m["servers"]:
                     rs = [r for r in b.results(m, name) if r.get("ok")]
@@ -861,13 +915,25 @@ def run(args: argparse.Namespace) -> int:
           f"{', %d modified files' % info['git_dirty_files'] if info['git_dirty_files'] else ''}), "
           f"thespian {v['thespian']}, websockets {v['websockets']}, aiohttp {v['aiohttp']}. {pin}. "
           f"Load average {info['loadavg_start'][0]:.1f} at the start, {info['loadavg_end'][0]:.1f} at the end. "
-          f"{args.size} B compressible text, closed loop (one message in flight per connection), "
-          f"{args.rounds} round(s) of {args.duration:g} s after {args.warmup:g} s warm-up, median over rounds; "
-          f"ratios: wsup ÷ best peer (highest rate, lowest latency or memory).\n")
+          + (f"{args.size} B compressible text, closed loop (one message in flight per connection), "
+             f"{args.rounds} round(s) of {args.duration:g} s after {args.warmup:g} s warm-up, median over rounds; "
+             "ratios" if any(m["kind"] != "broadcast" for m in b.plan) else "Ratios")
+          + ": wsup ÷ best peer (highest rate, lowest latency or memory)."
+          + (f" Broadcast: a fresh server per run (wsup: bench/broadcast_app.py), one publisher and N subscribers "
+             f"offering permessage-deflate with context takeover (as browsers), {args.bcast_size} B compressible "
+             f"text, at most {args.bcast_window} messages published and not yet received by every subscriber, "
+             f"{args.rounds} round(s) of {args.bcast_duration:g} s after {args.bcast_warmup:g} s of publishing; "
+             f"deliveries/s = messages × subscribers received in the window; delay = publish → receipt over "
+             f"every delivery, median over rounds; peers: websockets' broadcast()."
+             if any(m["kind"] == "broadcast" for m in b.plan)
+             else "") + "\n")
     print(table)
     verified = sum(x["result"].get("verified", 0) or 0 for x in b.runs)
     mism = sum(x["result"].get("mismatches", 0) or 0 for x in b.runs)
-    print(f"\nEchoes verified byte for byte: {verified}; mismatches: {mism}.")
+    kinds = {x["measure"]["kind"] for x in b.runs}
+    what = ("Echoes and broadcast deliveries" if kinds - {"broadcast"} else "Broadcast deliveries") \
+        if "broadcast" in kinds else "Echoes"
+    print(f"\n{what} verified byte for byte: {verified}; mismatches: {mism}.")
     for name, h in health.items():
         if "levels" in h:
             print(f"\n{name} log: levels {h['levels']}; notable events {h['events'] or 'none'}; "
