@@ -54,6 +54,7 @@ from typing import Any
 from thespian.actors import WatchMessage
 
 from actors.connection_supervisor import ConnectionSupervisor
+from actors.tier_messages import PublishBatch
 from supervisors import (SHUTDOWN, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY, ChildSpec, SupervisedActor,
                          SupFlags, supervisor_spec)
 from supervisors import events as sup_events
@@ -82,14 +83,6 @@ class KillInProcess(_Request):
     kind: str = ""
     connection_id: str | None = None
     limit: int | None = None
-
-
-@dataclass
-class PublishBatch:
-    """Publishes made in one worker, for the others (and other nodes): one
-    Thespian message per destination per turn, however many subscribers."""
-    items: list          # [(topic, message, publisher connection id or None)]
-    origin: Any = None   # the worker that published them
 
 
 @dataclass
@@ -161,13 +154,14 @@ class WorkerActor(SupervisedActor):
         self.loop.route = self._route_out
         self._siblings: dict[int, Any] = {}      # worker index -> its address (which_children)
         self._siblings_at = -1.0
+        self._cluster: Any = None                  # this node's ClusterActor (--cluster-address)
         self._siblings_ref: int | None = None
         self._routes: list[tuple[str, Any]] = []   # waiting for the siblings' addresses
         self._publish_wait: list = []              # publishes waiting for them too
         self.publish_batches_out = 0
         self.publish_batches_in = 0
         pubsub = self.loop.pubsub
-        pubsub.forwarding = config.workers > 1
+        pubsub.forwarding = config.workers > 1 or config.cluster_address is not None
         pubsub.on_listener_failure = lambda topic, exc: self.log.error(
             "pubsub.listener_failed", topic=topic, error=f"{type(exc).__name__}: {exc}")
         ledger = worker_ledger()
@@ -598,6 +592,9 @@ class WorkerActor(SupervisedActor):
             if index != self.index:
                 self.publish_batches_out += 1
                 self.send(address, batch)
+        if self._cluster is not None:      # to the other nodes, through this node's hub
+            self.publish_batches_out += 1
+            self.send(self._cluster, batch)
 
     def _ask_siblings(self) -> None:
         if self._siblings_ref is None:
@@ -606,9 +603,12 @@ class WorkerActor(SupervisedActor):
 
     def _got_siblings(self, children: list) -> None:   # Thespian thread
         self._siblings = {}
+        self._cluster = None
         for cid, ref, _t, _m in children:
             if isinstance(cid, str) and cid.startswith("worker-") and hasattr(ref, "address"):
                 self._siblings[int(cid[7:])] = ref.address
+            elif cid == "cluster" and hasattr(ref, "address"):
+                self._cluster = ref.address
         self._siblings_at = time.monotonic()
         routes, self._routes = self._routes, []
         for cid, message in routes:

@@ -46,11 +46,13 @@ def _prctl(option: int, arg: int) -> None:
 
 
 def install_loopback_only() -> None:
-    """Make every Thespian socket bind 127.0.0.1 instead of 0.0.0.0.
+    """Make every Thespian socket bind this node's address (127.0.0.1 unless
+    :func:`set_node_address` chose another) instead of 0.0.0.0.
 
     IPActorAddress.bindname is ('', port) for "external" addresses; binding
-    '' means INADDR_ANY.  The exported (connect) address is already loopback
-    because THESPIAN_BASE_IPADDR is set above.  Idempotent."""
+    '' means INADDR_ANY.  The exported (connect) address, ``sockname``, is
+    THESPIAN_BASE_IPADDR (set above): the socket binds exactly that.
+    Idempotent."""
     cls = IPBase.IPActorAddress
     if getattr(cls, "_supervisors_loopback", False):
         return
@@ -58,7 +60,7 @@ def install_loopback_only() -> None:
     def bind_args(self):
         host, port = self.bindname[0], self.bindname[1]
         if host in ("", "0.0.0.0", None):
-            host = LOOPBACK
+            host = self.sockname[0] if self.sockname[0] not in ("", "0.0.0.0", None) else LOOPBACK
         return ((host, port),)
 
     cls.bindArgs = property(bind_args)
@@ -66,6 +68,39 @@ def install_loopback_only() -> None:
 
 
 install_loopback_only()
+
+
+def set_node_address(address: str) -> None:
+    """Every Thespian socket created from now on in this process (and the
+    processes it forks: the admin, every actor) binds and advertises
+    ``address`` instead of 127.0.0.1: how two actor systems on one machine
+    (127.0.0.1, 127.0.0.2) or on two machines form a convention.  Call it
+    before the actor system starts.
+
+    Thespian counts every address of the machine as "this system" when it
+    compares actor addresses, so 127.0.0.1:P would equal 127.0.0.2:P; a
+    node on another address forgets the loopback aliases (its actors never
+    use them: they advertise ``address``)."""
+    os.environ["THESPIAN_BASE_IPADDR"] = address
+    mine = IPBase.thisSystem._myAddresses
+    mine.add(address)
+    if address != LOOPBACK:
+        mine.discard(LOOPBACK)
+        mine.discard("localhost")
+
+
+def set_convention_period(seconds: float) -> None:
+    """Members of a Thespian convention re-register with the leader every
+    ``seconds`` (Thespian's default: 7 min 22 s), and the leader drops a
+    member after three missed registrations: a dead node is noticed in
+    about 3 x ``seconds``.  Before the actor system starts (its admin
+    process is forked from this one and keeps these values)."""
+    from datetime import timedelta
+
+    from thespian.system.admin import convention
+
+    convention.CONVENTION_REREGISTRATION_PERIOD = timedelta(seconds=seconds)
+    convention.CONVENTION_RESTART_PERIOD = timedelta(seconds=seconds)
 
 _pdeathsig_installed = False
 

@@ -76,7 +76,8 @@ class RecordApp(App):
 class PubSubApp(App):
     """Pub/sub by text commands: "sub:T", "unsub:T", "pub:T:text", "pubx:T:text"
     (excluding itself), "pubb:T:text" (binary), "topics", "bad:topic" / "bad:message"
-    (a publish the API refuses: the error comes back as text), "crash"; published
+    (a publish the API refuses: the error comes back as text), "crash", "address" and
+    "tella:<hex address>:text" (conn.tell to that address, which arrives as "told text"); published
     messages arrive as they were published.  Says "hello <id>" first."""
 
     def init(self, conn):
@@ -101,5 +102,15 @@ class PubSubApp(App):
                 conn.send(f"error {type(exc).__name__}: {exc}")
         elif data == "crash":
             raise RuntimeError("the app crashed on purpose")
+        elif data == "address":          # this connection's address, pickled, as hex
+            import pickle
+            conn.send("address " + pickle.dumps(conn.address).hex())
+        elif cmd == "tella":             # tella:<hex address>:<text>: to that connection, any node
+            import pickle
+            to, _, text = rest.partition(":")
+            conn.tell(pickle.loads(bytes.fromhex(to)), text)
         else:
             conn.send(data)
+
+    def handle_info(self, conn, message):
+        conn.send(f"told {message}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 
@@ -47,6 +48,16 @@ class ServerConfig:
     name: str = ""                             # this server instance's name (set at start; control sockets)
     metrics_port: int | None = None            # /metrics, /healthz, /readyz and the live page (None: off)
     metrics_host: str = "127.0.0.1"
+    # pub/sub between nodes: a Thespian convention (docs/cluster.md)
+    cluster_address: str | None = None         # "IP:PORT": this node's actor system (None: no cluster)
+    cluster_leader: str | None = None          # "IP:PORT": the convention leader's (None: this node leads)
+    cluster_allow_network: bool = False        # a non-loopback cluster address or leader (pickle!)
+    cluster_heartbeat: float = 1.0             # seconds between a member's registrations; ~3x: death noticed
+
+    @property
+    def cluster_node(self) -> str | None:
+        """This node's name in the cluster: its address."""
+        return self.cluster_address
 
     def check(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -64,7 +75,40 @@ class ServerConfig:
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be >= 1")
         self.compression.check()
+        self._check_cluster()
         for name in ("idle_timeout", "ping_interval", "ping_timeout"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ValueError(f"{name} must be > 0")
+
+    def _check_cluster(self) -> None:
+        if self.cluster_address is None:
+            if self.cluster_leader is not None:
+                raise ValueError("--cluster-leader needs --cluster-address (this node's own IP:PORT)")
+            return
+        if self.cluster_heartbeat <= 0:
+            raise ValueError("cluster_heartbeat must be > 0")
+        for what, value in (("--cluster-address", self.cluster_address), ("--cluster-leader", self.cluster_leader)):
+            if value is None:
+                continue
+            ip = cluster_ip(value, what)
+            if not ip.is_loopback and not self.cluster_allow_network:
+                raise ValueError(
+                    f"{what} {value}: not a loopback address. Thespian's transport is unauthenticated "
+                    f"pickle: whoever reaches that port can run code as this user. Join over a private "
+                    f"network only, with --cluster-allow-network (docs/cluster.md)")
+
+
+def cluster_ip(value: str, what: str = "address") -> "ipaddress.IPv4Address":
+    """``IP:PORT`` with an explicit IPv4 address (Thespian conventions are IPv4)."""
+    host, sep, port = value.rpartition(":")
+    try:
+        ip = ipaddress.IPv4Address(host)
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"{what} {value!r}: expected IPv4:PORT, e.g. 127.0.0.1:1900") from None
+    if not sep or not (1 <= number <= 65535):
+        raise ValueError(f"{what} {value!r}: expected IPv4:PORT with a port 1..65535")
+    if ip.is_unspecified or ip.is_multicast:
+        raise ValueError(f"{what} {value!r}: an explicit address of this machine, not {ip}")
+    return ip

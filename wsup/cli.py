@@ -89,6 +89,18 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault: POINT:raise|exit|hang[:always|once|nth=N|every=N|p=P,seed=S] "
                         "(repeatable; see docs/faults.md)")
+    c = p.add_argument_group("cluster: pub/sub across nodes, a Thespian convention (docs/cluster.md)")
+    c.add_argument("--cluster-address", default=None, metavar="IP:PORT",
+                   help="join a cluster: this node's actor system binds IP (every socket of it) with its "
+                        "admin on PORT; without --cluster-leader this node leads (default: no cluster)")
+    c.add_argument("--cluster-leader", default=None, metavar="IP:PORT",
+                   help="the --cluster-address of the node that leads the convention")
+    c.add_argument("--cluster-allow-network", action="store_true",
+                   help="allow a non-loopback cluster address or leader. Thespian's transport is "
+                        "unauthenticated pickle: use a private network only")
+    c.add_argument("--cluster-heartbeat", type=float, default=1.0, metavar="SECONDS",
+                   help="members re-register with the leader this often; a dead node is dropped after "
+                        "~3 of them (default 1)")
     z = p.add_argument_group("permessage-deflate (RFC 7692)")
     z.add_argument("--compression", action=argparse.BooleanOptionalAction, default=True,
                    help="negotiate permessage-deflate with clients that offer it (default on)")
@@ -123,6 +135,8 @@ def _serve(args: argparse.Namespace) -> int:
         origins=tuple(args.origin),
         subprotocols=tuple(args.subprotocol), backlog=args.backlog,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        cluster_address=args.cluster_address, cluster_leader=args.cluster_leader,
+        cluster_allow_network=args.cluster_allow_network, cluster_heartbeat=args.cluster_heartbeat,
         compression=DeflateSettings(enabled=args.compression, level=args.compression_level,
                                     mem_level=args.compression_mem_level,
                                     window_bits=args.compression_window_bits,

@@ -26,11 +26,13 @@ import sys
 from dataclasses import replace
 from typing import Any, Callable
 
+from actors.cluster import ClusterActor
 from actors.observer import ObserverActor
 from actors.worker import WorkerActor
 from supervisors import (ONE_FOR_ONE, PERMANENT, ChildRef, ChildSpec, Runtime, StartError, SupFlags,
                          supervisor_spec)
 from supervisors import _platform
+from supervisors import log as _log
 from supervisors.reasons import Error, to_json
 from wscore.config import ServerConfig
 
@@ -50,6 +52,9 @@ def server_spec(config: ServerConfig) -> ChildSpec:
                          shutdown=int((config.shutdown_timeout + 1 + config.compression_shutdown_timeout + 5) * 1000),
                          start_timeout=30.0)
                for i, limit in enumerate(worker_limits(config))]
+    if config.cluster_address is not None:     # first: it stops after the workers
+        workers.insert(0, ChildSpec("cluster", (ClusterActor, (config,)), restart=PERMANENT, shutdown=5_000,
+                                    start_timeout=30.0))
     sup = supervisor_spec("workers", SupFlags(strategy=ONE_FOR_ONE, intensity=5, period=5.0, name="workers"),
                           workers)
     observer = [] if config.metrics_port is None else [
@@ -80,8 +85,27 @@ def prepare(config: ServerConfig) -> ServerConfig:
     metrics_port = config.metrics_port
     if metrics_port == 0:
         metrics_port = _platform.free_port(config.metrics_host)
-    return replace(config, port=port, metrics_port=metrics_port,
+    leader = None if config.cluster_leader == config.cluster_address else config.cluster_leader
+    return replace(config, port=port, metrics_port=metrics_port, cluster_leader=leader,
                    name=config.name or f"wsup-{os.getpid()}-{secrets.token_hex(8)}")
+
+
+def join_cluster(config: ServerConfig) -> int | None:
+    """--cluster-address IP:PORT: this process's actor system binds IP (every
+    socket of it) with its admin on PORT, and notices a dead member within
+    ~3 heartbeats.  Returns the admin port (None: no cluster, as before)."""
+    if config.cluster_address is None:
+        return None
+    host, _, port = config.cluster_address.rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:   # another node's admin there?
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise StartError(Error.from_exception(exc)) from None
+    _platform.set_node_address(host)
+    _platform.set_convention_period(config.cluster_heartbeat)
+    return int(port)
 
 
 class Server:
@@ -99,7 +123,13 @@ class Server:
 
     def start(self) -> tuple[str, int]:
         _platform.raise_open_files_limit()
-        self.runtime = rt = Runtime(log=self.config.log)
+        try:
+            admin_port = join_cluster(self.config)
+        except StartError as exc:
+            _log.configure(self.config.log)
+            _log.get_logger(actor="Runtime").error("server.start_failed", reason=to_json(exc.reason))
+            raise
+        self.runtime = rt = Runtime(log=self.config.log, admin_port=admin_port)
         try:
             port_not_in_use(self.config)
             rt.start(server_spec(self.config))
@@ -119,7 +149,7 @@ class Server:
     def workers(self) -> dict[str, ChildRef]:
         """The running workers: {"worker-1": ChildRef, ...}."""
         return {cid: ref for cid, ref, _t, _m in self.runtime.which_children(self.child("workers"))
-                if isinstance(ref, ChildRef)}
+                if isinstance(ref, ChildRef) and cid.startswith("worker-")}
 
     def stop(self) -> int:
         rt = self.runtime
