@@ -31,11 +31,12 @@ Thespian and says Hello to each.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
-from thespian.actors import ActorSystemConventionUpdate, PoisonMessage
+from thespian.actors import ActorSystemConventionUpdate, PoisonMessage, WakeupMessage
 
-from actors.tier_messages import ClusterAck, ClusterBatch, ClusterHello, ClusterPeers, PublishBatch
+from actors.tier_messages import ClusterAck, ClusterBatch, ClusterHello, ClusterPeers, ClusterStats, PublishBatch
 from supervisors import SupervisedActor
 from supervisors.messages import Reply, WhichChildren
 from wscore.cluster import Peers
@@ -45,6 +46,7 @@ HUB_CAPABILITY = "wsup.cluster.hub"
 NODE_CAPABILITY = "wsup.cluster.node"
 CONVENTION_CAPABILITY = "Convention Address.IPv4"
 WORKERS_FRESH = 1.0     # seconds a cached list of this node's workers is trusted
+STATS_EVERY = timedelta(seconds=1)   # the counts to the workers (for /metrics)
 
 
 class ClusterActor(SupervisedActor):
@@ -65,6 +67,7 @@ class ClusterActor(SupervisedActor):
             self.updateCapability(CONVENTION_CAPABILITY, self.leader)
         self.notifyOnSystemRegistrationChanges(True)
         self._expected = config.workers
+        self.wakeupAfter(STATS_EVERY, payload="stats")
         self.log.info("cluster.started", leader=self.leader or self.node, role="member" if self.leader else "leader")
 
     # -- membership --------------------------------------------------------------------
@@ -154,6 +157,14 @@ class ClusterActor(SupervisedActor):
         elif isinstance(message, Reply) and message.ref == self._workers_ref:
             self._workers_ref = None
             self._got_workers(message.result)
+        elif isinstance(message, WakeupMessage) and message.payload == "stats":
+            if self._workers:
+                stats = ClusterStats(self.peers.stats())
+                for address in self._workers:
+                    self.send(address, stats)
+            else:
+                self._ask_workers()
+            self.wakeupAfter(STATS_EVERY, payload="stats")
         elif isinstance(message, PoisonMessage) and isinstance(message.poisonMessage, ClusterBatch):
             self.peers.undeliverable(sender, message.poisonMessage.items)
 

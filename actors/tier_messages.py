@@ -43,3 +43,11 @@ class ClusterBatch:
 class ClusterAck:
     """A ClusterBatch of ``node``'s peer was handed to its workers."""
     node: str
+
+
+@dataclass
+class ClusterStats:
+    """From the node's ClusterActor to its workers, every second: its counts
+    (wscore.cluster.Peers.stats), which the workers report with their own
+    (the observer's /metrics)."""
+    stats: dict

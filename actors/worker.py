@@ -54,7 +54,7 @@ from typing import Any
 from thespian.actors import WatchMessage
 
 from actors.connection_supervisor import ConnectionSupervisor
-from actors.tier_messages import PublishBatch
+from actors.tier_messages import ClusterStats, PublishBatch
 from supervisors import (SHUTDOWN, SIMPLE_ONE_FOR_ONE, SUPERVISOR, TEMPORARY, ChildSpec, SupervisedActor,
                          SupFlags, supervisor_spec)
 from supervisors import events as sup_events
@@ -155,6 +155,7 @@ class WorkerActor(SupervisedActor):
         self._siblings: dict[int, Any] = {}      # worker index -> its address (which_children)
         self._siblings_at = -1.0
         self._cluster: Any = None                  # this node's ClusterActor (--cluster-address)
+        self._cluster_stats: dict | None = None    # its last ClusterStats (for the observer)
         self._siblings_ref: int | None = None
         self._routes: list[tuple[str, Any]] = []   # waiting for the siblings' addresses
         self._publish_wait: list = []              # publishes waiting for them too
@@ -162,6 +163,7 @@ class WorkerActor(SupervisedActor):
         self.publish_batches_in = 0
         pubsub = self.loop.pubsub
         pubsub.forwarding = config.workers > 1 or config.cluster_address is not None
+        pubsub.hand_over = lambda items: self.mailbox.put(("publish", items))
         pubsub.on_listener_failure = lambda topic, exc: self.log.error(
             "pubsub.listener_failed", topic=topic, error=f"{type(exc).__name__}: {exc}")
         ledger = worker_ledger()
@@ -413,7 +415,7 @@ class WorkerActor(SupervisedActor):
                 "connections_open": len(self.loop._names), "pending_handshakes": len(self._pending),
                 "contexts_open": len(ledger._open), "contexts_opened": ledger.opened_total,
                 "contexts_released": sorted(ledger.released_by_cause.items()),
-                "counters": METRICS.snapshot(), "pubsub": self._pubsub_stats()}
+                "counters": METRICS.snapshot(), "pubsub": self._pubsub_stats(), "cluster": self._cluster_stats}
 
     def _pubsub_stats(self) -> dict:
         p = self.loop.pubsub
@@ -646,6 +648,8 @@ class WorkerActor(SupervisedActor):
             self.publish_batches_in += 1
             items = message.items
             self.loop.post(lambda: self.loop.pubsub.arrived_batch(items))
+        elif isinstance(message, ClusterStats):
+            self._cluster_stats = message.stats        # read by the loop thread's _stats: one reference swap
         elif isinstance(message, Publish):
             topic, text = message.topic, message.message
             self.loop.post(lambda: self._publish_from_outside(topic, text))

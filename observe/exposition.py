@@ -110,6 +110,7 @@ def worker_families(snapshots: dict[int, dict], worker_restarts: dict[int, int],
                  "in: received)", W + ["direction"],
                  [([str(i), d], p.get(f"batches_{d}", 0)) for i, p in ps.items() for d in ("out", "in")]),
     ]
+    out += cluster_families(next((s["cluster"] for _i, s in items if s.get("cluster")), None))
     h = HistogramMetricFamily("wsup_handshake_duration_seconds", "From TCP accept to the 101 response",
                               labels=W)
     for i in c:
@@ -120,6 +121,26 @@ def worker_families(snapshots: dict[int, dict], worker_restarts: dict[int, int],
         h.add_metric([str(i)], buckets, c[i]["handshake_sum"])
     out.append(h)
     return out
+
+
+def cluster_families(cl: dict | None) -> list[Metric]:
+    """The node's ClusterActor counts (--cluster-address; as last reported to a worker, <= 1 s old).
+    Nothing without a cluster.  They restart from zero with the hub."""
+    if not cl:
+        return []
+    peers = cl.get("per_peer", {})
+    return [
+        _gauge("wsup_cluster_peers", "Other nodes this node delivers publishes to", [], [([], len(peers))]),
+        _counter("wsup_cluster_batches", "Batches of publishes between nodes (out: to each peer, in: from any)",
+                 ["direction"], [(["out"], sum(p["batches_out"] for p in peers.values())),
+                                 (["in"], cl.get("batches_in", 0))]),
+        _gauge("wsup_cluster_inflight", "Batches sent to a peer and not yet acknowledged (at most 4)", ["peer"],
+               [([n], p["inflight"]) for n, p in peers.items()]),
+        _gauge("wsup_cluster_queued", "Publishes waiting for a peer's window", ["peer"],
+               [([n], p["queued"]) for n, p in peers.items()]),
+        _counter("wsup_cluster_dropped", "Publishes not delivered to a peer (its queue full, or it was gone)",
+                 ["peer"], [([n], p["dropped"]) for n, p in peers.items()]),
+    ]
 
 
 def process_families(pids: dict[str, Any]) -> list[Metric]:

@@ -12,6 +12,7 @@ import pytest
 from websockets.sync.client import connect
 
 from logutil import wait_until
+from test_observability import scrape
 from serveproc import WSUP
 from supervisors import _platform
 from wscore.cluster import Peers
@@ -74,9 +75,9 @@ def test_wsup_serve_refuses_a_network_cluster_address_without_the_opt_in():
 
 # -- real nodes ----------------------------------------------------------------------------------
 
-def node(serve, ip, leader=None, name="", workers=2):
+def node(serve, ip, leader=None, name="", workers=2, extra=()):
     port = _platform.free_port(ip)
-    args = ["--app", "apps:PubSubApp", "--workers", str(workers), "--cluster-address", f"{ip}:{port}"]
+    args = ["--app", "apps:PubSubApp", "--workers", str(workers), "--cluster-address", f"{ip}:{port}", *extra]
     if leader is not None:
         args += ["--cluster-leader", leader.cluster_address]
     sp = serve(*args, log_name=f"{name or ip}.jsonl")
@@ -108,7 +109,8 @@ def receives(ws, text, timeout=5):
 
 
 def test_publish_on_one_node_reaches_subscribers_on_the_other(serve):
-    a = node(serve, "127.0.0.1", name="a")
+    metrics = _platform.free_port()
+    a = node(serve, "127.0.0.1", name="a", extra=("--metrics-port", str(metrics)))
     b = node(serve, "127.0.0.2", leader=a, name="b")
     assert wait_until(lambda: peer_ups(a, b) and peer_ups(b, a), timeout=20, message="the nodes meet")
     with subscriber(a, "news") as on_a, subscriber(b, "news") as on_b:
@@ -121,6 +123,14 @@ def test_publish_on_one_node_reaches_subscribers_on_the_other(serve):
         address = on_a.recv(timeout=5).split()[1]
         on_b.send(f"tella:{address}:hi from b")
         assert receives(on_a, "told hi from b")
+    # the hub's counts, in a's /metrics (reported to the workers every second)
+    def cluster_metrics():
+        got = scrape(metrics)
+        return (got.get(("wsup_cluster_peers", ())) == 1 and got.get(("wsup_cluster_batches_total",
+                (("direction", "out"),)), 0) >= 1 and got.get(("wsup_cluster_batches_total",
+                (("direction", "in"),)), 0) >= 1 and got.get(("wsup_cluster_dropped_total",
+                (("peer", b.cluster_address),))) == 0) and got
+    assert wait_until(cluster_metrics, timeout=10, message="wsup_cluster_* in /metrics")
     # every Thespian socket of node b binds 127.0.0.2 (and a's 127.0.0.1), none 0.0.0.0; the
     # WebSocket port is --host's (127.0.0.1)
     for sp, ip in ((a, "127.0.0.1"), (b, "127.0.0.2")):
@@ -207,3 +217,23 @@ def test_a_killed_hub_is_restarted_and_found_again_by_the_other_node(serve):
         assert wait_until(delivered, timeout=15)
     assert b.log.events("supervisor.child.restarted", child_id="cluster")
     assert not a.log.events("actor.crashed")
+
+
+def test_the_members_go_on_without_the_leader_and_take_it_back(serve):
+    a = node(serve, "127.0.0.1", name="a", workers=1)
+    b = node(serve, "127.0.0.2", leader=a, name="b", workers=1)
+    c = node(serve, "127.0.0.3", leader=a, name="c", workers=1)
+    assert wait_until(lambda: peer_ups(b, c) and peer_ups(c, b), timeout=20, message="all meet")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    b.log.wait_for("cluster.peer_down", peer=a.cluster_address, timeout=20)
+    with subscriber(c, "t") as on_c:
+        publish(b, "t", "no leader")             # the members still know each other
+        assert receives(on_c, "no leader")
+        a2 = serve("--app", "apps:PubSubApp", "--workers", "1", "--cluster-address", a.cluster_address,
+                   log_name="a2.jsonl")
+        a2.cluster_address = a.cluster_address
+        assert wait_until(lambda: peer_ups(a2, b) and peer_ups(a2, c), timeout=30, message="the leader is back")
+        with subscriber(a2, "t") as on_a:
+            publish(b, "t", "leader back")
+            assert receives(on_a, "leader back") and receives(on_c, "leader back")

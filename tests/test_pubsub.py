@@ -40,6 +40,18 @@ def test_pubsub_delivers_to_subscribers_but_the_excluded_and_forgets_dropped_key
     assert len(p.take_outbox()) == 2 and p.outbox == []
 
 
+def test_the_outbox_is_handed_over_before_a_local_fan_out_and_batched_otherwise():
+    order = []
+    p = PubSub(lambda addresses, msg: order.append(("local", msg.message)))
+    p.hand_over = lambda items: order.append(("out", [m for _t, m, _p in items]))
+    p.publish("quiet", "1")                      # no subscriber here: waits for the turn's end
+    p.publish("quiet", "2")
+    assert order == [] and len(p.outbox) == 2
+    p.subscribe("busy", "a", "A")
+    p.publish("busy", "3")                       # the others get it (and what waited) first
+    assert order == [("out", ["1", "2", "3"]), ("local", "3")] and p.outbox == []
+
+
 def test_pubsub_refuses_bad_topics_and_messages_clearly():
     p = PubSub(lambda a, m: None)
     with pytest.raises(TypeError, match="a topic is a str"):

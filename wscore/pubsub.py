@@ -6,7 +6,9 @@ worker-level listeners (functions) — and nothing about other workers or
 nodes.  A publish is delivered here at once (to every subscriber but the one
 excluded) and, if it was published here, queued in :attr:`outbox` for the
 other workers and nodes; the worker takes the outbox once per turn of its
-loop and sends it as one batch per destination, where it is delivered
+loop — or at once, through :attr:`hand_over`, when a local fan-out is about
+to start, so that the others need not wait for it — and sends it as one
+batch per destination, where it is delivered
 locally the same way.  So a subscriber is known only where it lives: when its
 connection ends (any way: close, crash, in-process kill — the loop's death
 hook calls :meth:`drop`; a dead worker takes its table with it) nothing
@@ -65,6 +67,8 @@ class PubSub:
         self.delivered = 0          # deliveries to subscribers of this worker (from anywhere)
         self.listener_failures = 0
         self.on_listener_failure: Callable[[str, BaseException], None] | None = None
+        # hand_over(items): the outbox, taken now (before a local fan-out); None: taken once per turn
+        self.hand_over: Callable[[list], None] | None = None
 
     # -- subscriptions --------------------------------------------------------------
 
@@ -131,6 +135,10 @@ class PubSub:
         self.published += 1
         if self.forwarding:
             self.outbox.append((topic, message, publisher))
+            if self.hand_over is not None and topic in self._topics:
+                # a local fan-out follows: what is queued leaves first, so that the other
+                # workers deliver side by side with this one, not after it
+                self.hand_over(self.take_outbox())
         return self.arrived(topic, message, publisher, exclude)
 
     def arrived(self, topic: str, message: str | bytes, publisher: str | None = None,
