@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import json
 import os
 import resource
 import sys
@@ -406,13 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.subs + 16 > hard:
         p.error(f"--subs {args.subs}: one process may hold {hard} descriptors here (hard RLIMIT_NOFILE)")
-    result = run_broadcast(args)
-    result["affinity"] = sorted(os.sched_getaffinity(0))
-    result["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
-    if nice_error:
-        result["nice_error"] = nice_error
-    print(json.dumps(result), flush=True)
-    return 0 if result.get("ok") else 1
+    return lg.report(run_broadcast(args), nice_error)
 
 
 if __name__ == "__main__":

@@ -1202,9 +1202,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("hold needs --server-pid")
     if args.cpu:
         os.sched_setaffinity(0, set(args.cpu))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    result = {"echo": run_echo, "setup": run_setup, "hold": run_hold}[args.mode](args)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    return report({"echo": run_echo, "setup": run_setup, "hold": run_hold}[args.mode](args), nice_error)
+
+
+def report(result: dict, nice_error: str | None) -> int:
+    """Print a run's result as one JSON line (with where and how nicely it ran); the exit status."""
     result["affinity"] = sorted(os.sched_getaffinity(0))
     result["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     if nice_error:

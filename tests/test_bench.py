@@ -17,14 +17,15 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _loadgen():
-    spec = importlib.util.spec_from_file_location("loadgen_under_test", os.path.join(ROOT, "bench", "loadgen.py"))
+def _load(name):
+    """bench/<name>.py (a script, not a package module) as a module."""
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", os.path.join(ROOT, "bench", f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-loadgen = _loadgen()
+loadgen = _load("loadgen")
 
 
 def test_prepared_frames_are_what_a_websocket_library_decodes():
@@ -215,14 +216,7 @@ def test_sigterm_stops_the_servers_it_started(tmp_path):
 # -- the broadcast part (bench/broadcast.py) --------------------------------------------------
 
 
-def _broadcast():
-    spec = importlib.util.spec_from_file_location("broadcast_under_test", os.path.join(ROOT, "bench", "broadcast.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-broadcast = _broadcast()
+broadcast = _load("broadcast")
 
 
 def _broadcast_handler(corrupt_after: int | None = None):
