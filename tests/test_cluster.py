@@ -237,3 +237,35 @@ def test_the_members_go_on_without_the_leader_and_take_it_back(serve):
         with subscriber(a2, "t") as on_a:
             publish(b, "t", "leader back")
             assert receives(on_a, "leader back") and receives(on_c, "leader back")
+
+
+def test_a_stalled_node_does_not_hold_up_delivery_between_the_others(serve):
+    """Thespian blocks all of an actor's sends once 20 of its transmits wait for an
+    acknowledgement: without a window per peer, b's hub, stuck on a stopped c, would stop
+    sending to a too."""
+    a = node(serve, "127.0.0.1", name="a", workers=1)
+    b = node(serve, "127.0.0.2", leader=a, name="b", workers=1)
+    c = node(serve, "127.0.0.3", leader=a, name="c", workers=1)
+    assert wait_until(lambda: peer_ups(b, c) and peer_ups(c, b), timeout=20, message="all meet")
+    with subscriber(a, "t") as on_a, connect(b.url, open_timeout=10) as pub:
+        pub.recv(timeout=5)
+        for pid in c.processes():
+            os.kill(pid, signal.SIGSTOP)          # c still accepts TCP (the kernel does) but answers nothing
+        try:
+            n = 60
+            for i in range(n):
+                pub.send(f"pub:t:m{i}")
+                assert pub.recv(timeout=5).startswith("published")
+            assert [on_a.recv(timeout=5) for _ in range(n)] == [f"m{i}" for i in range(n)]
+        finally:
+            for pid in c.processes():
+                os.kill(pid, signal.SIGCONT)
+    # c comes back (dropped meanwhile or not): it gets what is published from now on
+    with subscriber(c, "t") as on_c:
+        def reaches_c():
+            publish(b, "t", "after")
+            try:
+                return receives(on_c, "after", timeout=0.5)
+            except TimeoutError:
+                return False
+        assert wait_until(reaches_c, timeout=30)
