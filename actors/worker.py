@@ -67,6 +67,7 @@ from wscore.ids import token_hex
 from wscore.config import ServerConfig
 from wscore.app import Deliver, Publish, load_app, worker_index
 from wscore.deflate import negotiate
+from wscore.gc_policy import FreezeSurvivors
 from wscore.handshake import ServerHandshake, http_response
 from wscore.ioloop import WorkerLoop
 from wscore.ledger import worker_ledger
@@ -198,6 +199,10 @@ class WorkerActor(SupervisedActor):
         self.connections = self._call(WhichChildren())[0][1].address
         self._exit_ref = self._send_request(self.app, AwaitExit())
         self.loop.after_each = self._after_turn
+        self.gc_policy: FreezeSurvivors | None = None
+        if config.gc_thaw_every is not None:
+            self.gc_policy = FreezeSurvivors(config.gc_thaw_every).install()
+            self.loop.call_later(1.0, self._gc_tick)
         self.loop.listen(self.listen_sock, self._accept)
         self.control_name = control_name(config, index)
         self.loop.listen(control_socket(self.control_name), self._control_accept)
@@ -376,18 +381,27 @@ class WorkerActor(SupervisedActor):
                 "pending_handshakes": len(self._pending),
                 "registry_entries": len(base.actorRegistry)}
 
-    @staticmethod
-    def _gc_info(collect: bool) -> dict:   # loop thread
-        """The cycle collector's counts in this worker (after a full collection if
-        ``collect``): ``collected`` is every object it has freed since the worker
-        started.  A closed connection should add nothing: its objects are freed by
-        reference counting (see InProcessTier.died)."""
+    def _gc_info(self, collect: bool) -> dict:   # loop thread
+        """The cycle collector's counts in this worker (after a full collection of
+        everything, frozen objects too, if ``collect``): ``collected`` is every
+        object it has freed since the worker started.  A closed connection should
+        add nothing: its objects are freed by reference counting (see
+        InProcessTier.died)."""
         if collect:
-            gc.collect()
+            if self.gc_policy is not None:
+                self.gc_policy.collect_all()
+            else:
+                gc.collect()
         stats = gc.get_stats()
         return {"collections": [g["collections"] for g in stats], "collected": sum(g["collected"] for g in stats),
                 "uncollectable": sum(g["uncollectable"] for g in stats), "tracked": len(gc.get_objects()),
-                "frozen": gc.get_freeze_count()}
+                "frozen": gc.get_freeze_count(),
+                "policy": None if self.gc_policy is None else {"freezes": self.gc_policy.freezes,
+                                                               "thaws": self.gc_policy.thaws}}
+
+    def _gc_tick(self) -> None:   # loop thread
+        self.gc_policy.tick()
+        self.loop.call_later(1.0, self._gc_tick)
 
     # -- what observers see (loop thread) -------------------------------------------------
 

@@ -221,8 +221,10 @@ def test_a_sigkilled_worker_takes_its_subscriptions_with_it(make_server):
     assert subscriptions(server) == {1: 2, 2: 2}
     victim = workers(server)[f"worker-{w_dead}"]
     os.kill(victim.pid, signal.SIGKILL)
-    wait_until(lambda: workers(server).get(f"worker-{w_dead}") is not None
-               and workers(server)[f"worker-{w_dead}"].pid != victim.pid, timeout=10, message="restarted")
+    def restarted():   # one look at the tree: the child may be gone between two
+        ref = workers(server).get(f"worker-{w_dead}")
+        return ref is not None and ref.pid != victim.pid
+    wait_until(restarted, timeout=10, message="restarted")
     expected = {int(w_live): 2, int(w_dead): 0}
     wait_until(lambda: subscriptions(server) == expected, timeout=10,
                message="the new worker starts with no subscription")

@@ -48,6 +48,9 @@ class ServerConfig:
     name: str = ""                             # this server instance's name (set at start; control sockets)
     metrics_port: int | None = None            # /metrics, /healthz, /readyz and the live page (None: off)
     metrics_host: str = "127.0.0.1"
+    # the cycle collector in each worker: freeze what survives a full collection, and thaw and
+    # collect everything this often (seconds); None: CPython's default (wscore/gc_policy.py)
+    gc_thaw_every: float | None = 60.0
     # pub/sub between nodes: a Thespian convention (docs/cluster.md)
     cluster_address: str | None = None         # "IP:PORT": this node's actor system (None: no cluster)
     cluster_leader: str | None = None          # "IP:PORT": the convention leader's (None: this node leads)
@@ -76,6 +79,8 @@ class ServerConfig:
             raise ValueError("max_message_size must be >= 1")
         self.compression.check()
         self._check_cluster()
+        if self.gc_thaw_every is not None and self.gc_thaw_every <= 0:
+            raise ValueError("gc_thaw_every must be > 0 (or None: off)")
         for name in ("idle_timeout", "ping_interval", "ping_timeout"):
             v = getattr(self, name)
             if v is not None and v <= 0:

@@ -86,6 +86,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "tree (/) on this port (0: a free one; default: off) — docs/observability.md")
     p.add_argument("--metrics-host", default="127.0.0.1",
                    help="address of the metrics port (default 127.0.0.1; it is unauthenticated)")
+    p.add_argument("--gc-thaw-every", type=_seconds_or_off, default=60.0, metavar="SECONDS",
+                   help="each worker freezes what survives a full garbage collection (later ones scan only "
+                        "newer objects: short pauses with many connections) and thaws and collects "
+                        "everything this often (default 60; 'off': CPython's default collector)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault: POINT:raise|exit|hang[:always|once|nth=N|every=N|p=P,seed=S] "
                         "(repeatable; see docs/faults.md)")
@@ -135,6 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
         origins=tuple(args.origin),
         subprotocols=tuple(args.subprotocol), backlog=args.backlog,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        gc_thaw_every=args.gc_thaw_every,
         cluster_address=args.cluster_address, cluster_leader=args.cluster_leader,
         cluster_allow_network=args.cluster_allow_network, cluster_heartbeat=args.cluster_heartbeat,
         compression=DeflateSettings(enabled=args.compression, level=args.compression_level,
