@@ -199,10 +199,8 @@ class WorkerActor(SupervisedActor):
         self.connections = self._call(WhichChildren())[0][1].address
         self._exit_ref = self._send_request(self.app, AwaitExit())
         self.loop.after_each = self._after_turn
-        self.gc_policy: FreezeSurvivors | None = None
-        if config.gc_thaw_every is not None:
-            self.gc_policy = FreezeSurvivors(config.gc_thaw_every).install()
-            self.loop.call_later(1.0, self._gc_tick)
+        self.gc_policy = FreezeSurvivors(config.gc_thaw_every).install()   # None: only counts
+        self.loop.call_later(1.0, self._gc_tick)
         self.loop.listen(self.listen_sock, self._accept)
         self.control_name = control_name(config, index)
         self.loop.listen(control_socket(self.control_name), self._control_accept)
@@ -388,16 +386,14 @@ class WorkerActor(SupervisedActor):
         add nothing: its objects are freed by reference counting (see
         InProcessTier.died)."""
         if collect:
-            if self.gc_policy is not None:
-                self.gc_policy.collect_all()
-            else:
-                gc.collect()
+            self.gc_policy.collect_all()
         stats = gc.get_stats()
         return {"collections": [g["collections"] for g in stats], "collected": sum(g["collected"] for g in stats),
                 "uncollectable": sum(g["uncollectable"] for g in stats), "tracked": len(gc.get_objects()),
                 "frozen": gc.get_freeze_count(),
-                "policy": None if self.gc_policy is None else {"freezes": self.gc_policy.freezes,
-                                                               "thaws": self.gc_policy.thaws}}
+                "policy": {"thaw_every": self.gc_policy.thaw_every, "freezes": self.gc_policy.freezes,
+                           "thaws": self.gc_policy.thaws, "full_collections": self.gc_policy.full_collections,
+                           "longest_full_ms": round(self.gc_policy.longest_full * 1000, 1)}}
 
     def _gc_tick(self) -> None:   # loop thread
         self.gc_policy.tick()

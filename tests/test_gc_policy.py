@@ -26,6 +26,7 @@ def test_survivors_of_a_full_collection_are_frozen_and_a_thaw_collects_their_cyc
         kept = cycle()
         gc.collect()                               # full: kept survives, and is frozen
         assert policy.freezes >= 1 and gc.get_freeze_count() > 0
+        assert policy.full_collections >= 1 and policy.longest_full > 0
         gone = weakref.ref(kept)
         del kept                                   # a cycle: reference counting cannot free it
         gc.collect()
@@ -49,5 +50,15 @@ def test_what_is_frozen_is_still_freed_by_reference_counting():
         gone = weakref.ref(kept)
         del kept
         assert gone() is None
+    finally:
+        policy.uninstall()
+
+
+def test_off_it_only_counts():
+    policy = FreezeSurvivors(thaw_every=None).install()
+    try:
+        gc.collect()
+        assert policy.full_collections >= 1 and policy.freezes == 0 and gc.get_freeze_count() == 0
+        assert not policy.tick()
     finally:
         policy.uninstall()

@@ -25,13 +25,18 @@ from typing import Callable
 
 
 class FreezeSurvivors:
-    def __init__(self, thaw_every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    """``thaw_every=None``: no freezing, only the counts (full collections, the longest)."""
+
+    def __init__(self, thaw_every: float | None = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.thaw_every = thaw_every
         self._clock = clock
         self._last_thaw = clock()
         self.freezes = 0
         self.thaws = 0
         self.installed = False
+        self.full_collections = 0
+        self.longest_full = 0.0        # seconds: the longest full collection seen (thaws included)
+        self._started = 0.0
 
     def install(self) -> "FreezeSurvivors":
         if not self.installed:
@@ -46,14 +51,21 @@ class FreezeSurvivors:
             gc.unfreeze()
 
     def _after_collection(self, phase: str, info: dict) -> None:
-        if phase == "stop" and info.get("generation") == 2:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.full_collections += 1
+        self.longest_full = max(self.longest_full, time.perf_counter() - self._started)
+        if self.thaw_every is not None:
             gc.freeze()
             self.freezes += 1
 
     def tick(self) -> bool:
         """Call now and then (the worker's loop: once a second).  True if it thawed."""
         now = self._clock()
-        if now - self._last_thaw < self.thaw_every:
+        if self.thaw_every is None or now - self._last_thaw < self.thaw_every:
             return False
         self.collect_all()
         return True
