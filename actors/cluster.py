@@ -66,7 +66,7 @@ class ClusterActor(SupervisedActor):
         if self.leader is not None:
             self.updateCapability(CONVENTION_CAPABILITY, self.leader)
         self.notifyOnSystemRegistrationChanges(True)
-        self._expected = config.workers
+        self._expected = min(config.workers, config.max_connections)   # as server.worker_limits
         self.wakeupAfter(STATS_EVERY, payload="stats")
         self.log.info("cluster.started", leader=self.leader or self.node, role="member" if self.leader else "leader")
 
