@@ -108,6 +108,18 @@ def receives(ws, text, timeout=5):
     return ws.recv(timeout=timeout) == text
 
 
+def eventually_reaches(sp, topic, text, ws, timeout):
+    """Publish ``text`` on node ``sp`` again and again until ``ws`` receives it (a route that is
+    being re-established)."""
+    def once():
+        publish(sp, topic, text)
+        try:
+            return receives(ws, text, timeout=0.5)
+        except TimeoutError:
+            return False
+    return wait_until(once, timeout=timeout)
+
+
 def test_publish_on_one_node_reaches_subscribers_on_the_other(serve):
     metrics = _platform.free_port()
     a = node(serve, "127.0.0.1", name="a", extra=("--metrics-port", str(metrics)))
@@ -207,14 +219,8 @@ def test_a_killed_hub_is_restarted_and_found_again_by_the_other_node(serve):
     os.kill(started["pid"], signal.SIGKILL)            # b's hub only: its supervisor restarts it
     b.log.wait_for("cluster.started", count=2, timeout=20)
     assert wait_until(lambda: peer_ups(a, b) >= 2, timeout=20, message="a hears of b's new hub")
-    with subscriber(a, "t") as on_a:
-        def delivered():   # b's workers learn the new hub's address within a second
-            publish(b, "t", "again")
-            try:
-                return receives(on_a, "again", timeout=0.5)
-            except TimeoutError:
-                return False
-        assert wait_until(delivered, timeout=15)
+    with subscriber(a, "t") as on_a:     # b's workers learn the new hub's address within a second
+        assert eventually_reaches(b, "t", "again", on_a, timeout=15)
     assert b.log.events("supervisor.child.restarted", child_id="cluster")
     assert not a.log.events("actor.crashed")
 
@@ -262,10 +268,4 @@ def test_a_stalled_node_does_not_hold_up_delivery_between_the_others(serve):
                 os.kill(pid, signal.SIGCONT)
     # c comes back (dropped meanwhile or not): it gets what is published from now on
     with subscriber(c, "t") as on_c:
-        def reaches_c():
-            publish(b, "t", "after")
-            try:
-                return receives(on_c, "after", timeout=0.5)
-            except TimeoutError:
-                return False
-        assert wait_until(reaches_c, timeout=30)
+        assert eventually_reaches(b, "t", "after", on_c, timeout=30)
